@@ -1,0 +1,1 @@
+"""Backend implementations: numeric kernels (cpu), cuML calls (gpu), SageMaker jobs."""

@@ -1,0 +1,1 @@
+"""GPU kernels (cuML / cupy), imported lazily on executors only."""

@@ -1,0 +1,1 @@
+"""Amazon SageMaker backends (sagemaker-pyspark, boto3)."""

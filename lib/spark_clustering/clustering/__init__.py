@@ -1,0 +1,1 @@
+"""Clustering estimators and models (public API only; kernels live in ``backends``)."""

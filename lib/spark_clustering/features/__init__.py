@@ -1,0 +1,1 @@
+"""DataFrame -> DataFrame feature preparation: read, aggregate, clean, scale, assemble."""

@@ -1,0 +1,1 @@
+"""The pipelines behind ``spark_jobs/`` and the CLI."""

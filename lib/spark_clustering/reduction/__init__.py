@@ -1,0 +1,1 @@
+"""Dimension reduction estimators (UMAP, PCA)."""

@@ -1,0 +1,1 @@
+"""Experiment tracking (implemented in the tracking issue)."""

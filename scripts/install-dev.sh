@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs the package with its test dependencies. sagemaker-pyspark 1.4.5 pins pyspark 3.3.0,
+# so it goes in with --no-deps: otherwise pip falls back to a broken 2017 build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q -e ".[test]"
+python3 -m pip install -q --no-deps "sagemaker_pyspark==1.4.5"
