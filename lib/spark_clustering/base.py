@@ -133,3 +133,32 @@ def resolve_backend(algorithm: str, requested: str, spark: SparkSession) -> str:
     chosen = "gpu" if has_gpu else "cpu"
     log.info("%s: backend auto -> %s (%s)", algorithm, chosen, why)
     return chosen
+
+
+# --------------------------------------------------------------------------- tracking hooks
+
+
+def _hooks() -> Any:
+    """The tracking hooks module, or None while tracking is unavailable."""
+    try:
+        from .tracking import hooks
+    except ImportError:
+        return None
+    return hooks
+
+
+def log_fit(estimator: Any, *, component: str = "Training") -> None:
+    """Log an estimator's Params to the active trial, if one is open (no-op otherwise)."""
+    hooks = _hooks()
+    if hooks is None:
+        return
+    params = {p.name: v for p, v in estimator.extractParamMap().items()}
+    hooks.log_fit(type(estimator).__name__, params, component=component)
+
+
+def log_metrics(metrics: dict[str, Any], *, component: str = "Evaluation") -> None:
+    """Log numeric metrics to the active trial, if one is open (no-op otherwise)."""
+    hooks = _hooks()
+    if hooks is None:
+        return
+    hooks.log_metrics(metrics, component=component)
