@@ -1,0 +1,186 @@
+"""Which tracking backend to use and how: arguments, then environment, then a config file.
+
+Precedence, highest first: keyword arguments, environment variables, the config file named by
+``config=`` or ``SPARK_CLUSTERING_TRACKING_CONFIG``, the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+BACKEND_CHOICES = ("mlflow", "sagemaker", "none")
+DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
+
+#: environment variable -> option it sets
+ENV_VARS: dict[str, str] = {
+    "SPARK_CLUSTERING_TRACKING": "backend",
+    "SPARK_CLUSTERING_TRACKING_URI": "tracking_uri",
+    "SPARK_CLUSTERING_TRACKING_STRICT": "strict",
+    "SPARK_CLUSTERING_TRACKING_ARTIFACTS": "artifact_uri",
+}
+CONFIG_ENV = "SPARK_CLUSTERING_TRACKING_CONFIG"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    """Resolved tracking settings (see ``docs/tracking.md`` for each option).
+
+    Parameters
+    ----------
+    backend : {"mlflow", "sagemaker", "none"}
+        Where trials are recorded.
+    strict : bool
+        Fail the job when the tracking backend fails (default: log, count and carry on).
+    tracking_uri : str, optional
+        MLflow tracking URI; default ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+    artifact_location : str, optional
+        MLflow artifact root for experiments this package creates.
+    region, endpoint_url, profile : str, optional
+        boto3 settings for the SageMaker backend (default: boto3's own resolution, which reads
+        ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` and ``AWS_PROFILE``).
+    artifact_uri : str, optional
+        ``s3://bucket/prefix`` where the SageMaker backend uploads files given to
+        ``log_artifact``.
+    max_trials_per_experiment, max_components_per_trial : int
+        SageMaker quotas (300 and 50); past them runs spill into numbered experiments / trials.
+    max_attempts : int
+        botocore attempts per call, throttling included (standard retry mode, backoff).
+    metric_buffer : int
+        Metrics kept before a flush (flushes also happen when a component or trial ends).
+    """
+
+    backend: str = "mlflow"
+    strict: bool = False
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    artifact_uri: str | None = None
+    max_trials_per_experiment: int = 300
+    max_components_per_trial: int = 50
+    max_attempts: int = 10
+    metric_buffer: int = 100
+
+    def mlflow_uri(self) -> str:
+        """The MLflow tracking URI this configuration points at."""
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrackingConfig)}
+_INT_LIMITS = {
+    "max_trials_per_experiment": 1,
+    "max_components_per_trial": 2,
+    "max_attempts": 1,
+    "metric_buffer": 1,
+}
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r} is not valid; accepted: true/false, 1/0, yes/no, on/off")
+
+
+def _check(name: str, value: Any) -> Any:
+    if name not in _FIELDS:
+        raise ValueError(
+            f"tracking option {name!r} is unknown; accepted: {', '.join(sorted(_FIELDS))}"
+        )
+    if name == "backend":
+        text = str(value).strip().lower()
+        if text not in BACKEND_CHOICES:
+            raise ValueError(
+                f"backend={value!r} is not valid; accepted: {', '.join(BACKEND_CHOICES)}"
+            )
+        return text
+    if name == "strict":
+        return _to_bool(name, value)
+    if name in _INT_LIMITS:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}={value!r} is not an integer") from None
+        if (isinstance(value, float) and value != number) or isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} is not an integer")
+        if number < _INT_LIMITS[name]:
+            raise ValueError(f"{name}={value!r} is out of range; accepted: >= {_INT_LIMITS[name]}")
+        return number
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name}={value!r} is not valid; accepted: a string")
+    if name == "artifact_uri" and value and not value.startswith("s3://"):
+        raise ValueError(f"artifact_uri={value!r} is not valid; accepted: s3://bucket/prefix")
+    return value or None
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``[tracking]`` table of a TOML file, or the ``"tracking"`` object of a JSON file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"config={str(path)!r} is not a readable file")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".json":
+        data = json.loads(text)
+    elif file.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        data = tomllib.loads(text)
+    else:
+        raise ValueError(f"config={str(path)!r} is not valid; accepted: a .toml or .json file")
+    section = data.get("tracking", {}) if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"config={str(path)!r}: 'tracking' must be a table/object of options")
+    return section
+
+
+def resolve_config(
+    backend: str | None = None,
+    *,
+    config: str | os.PathLike[str] | Mapping[str, Any] | TrackingConfig | None = None,
+    strict: bool | None = None,
+    env: Mapping[str, str] | None = None,
+    **options: Any,
+) -> TrackingConfig:
+    """Build the :class:`TrackingConfig` from arguments, environment and config file.
+
+    Every value is checked before anything is contacted; a bad one raises ``ValueError``
+    naming the option, the value and what is accepted.
+
+    Examples
+    --------
+    >>> resolve_config("none", env={}).backend
+    'none'
+    >>> resolve_config(env={"SPARK_CLUSTERING_TRACKING": "sagemaker"}).backend
+    'sagemaker'
+    """
+    env = os.environ if env is None else env
+    if isinstance(config, TrackingConfig):
+        values: dict[str, Any] = dataclasses.asdict(config)
+    else:
+        values = {}
+        source: Any = config if config is not None else env.get(CONFIG_ENV)
+        if isinstance(source, Mapping):
+            values.update(source)
+        elif source:
+            values.update(read_config_file(source))
+        for var, name in ENV_VARS.items():
+            if env.get(var) is not None and env.get(var) != "":
+                values[name] = env[var]
+    explicit = {"backend": backend, "strict": strict, **options}
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    return TrackingConfig(**{name: _check(name, value) for name, value in values.items()})

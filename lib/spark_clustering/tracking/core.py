@@ -1,0 +1,623 @@
+"""Trials and components: the one small API, failure isolation and the active-trial stack.
+
+A :class:`Trial` checks every name and value first, then hands plain data to a backend
+(``mlflow``, ``sagemaker`` or ``none``). A backend failure is logged and counted, and the trial
+goes on; with ``strict`` it raises :class:`TrackingError` instead. Metrics, parameters and
+artifacts are buffered per component and written when it ends (or the metric buffer fills), so
+a sweep makes few calls to a throttled API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from .config import TrackingConfig, resolve_config
+from .names import (
+    coerce_metric,
+    coerce_param,
+    redact_tags,
+    redact_text,
+    validate_key,
+    validate_media_type,
+    validate_name,
+)
+
+log = logging.getLogger(__name__)
+
+#: backend name -> "module:class", imported on first use (mlflow and boto3 stay unimported).
+BACKENDS: dict[str, str] = {
+    "mlflow": "spark_clustering.tracking.mlflow_backend:MlflowBackend",
+    "sagemaker": "spark_clustering.tracking.sagemaker_backend:SageMakerBackend",
+    "none": "spark_clustering.tracking.core:NoneBackend",
+}
+
+ParamValue = str | int | float
+
+
+class TrackingError(RuntimeError):
+    """A tracking backend failed while the trial was ``strict``."""
+
+
+class ParameterConflict(ValueError):
+    """A parameter name was logged again, in the same component, with another value."""
+
+
+@dataclasses.dataclass
+class MetricPoint:
+    """One metric value; ``timestamp`` in seconds since the epoch."""
+
+    name: str
+    value: float
+    step: int
+    timestamp: float
+
+
+@dataclasses.dataclass
+class Artifact:
+    """An input or output: a named URI with an optional media type."""
+
+    name: str
+    uri: str
+    media_type: str | None = None
+
+
+@dataclasses.dataclass
+class ComponentData:
+    """What a component (or the trial itself) logged, as sent at each flush."""
+
+    name: str | None
+    params: dict[str, ParamValue] = dataclasses.field(default_factory=dict)
+    metrics: list[MetricPoint] = dataclasses.field(default_factory=list)
+    inputs: dict[str, Artifact] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, Artifact] = dataclasses.field(default_factory=dict)
+    files: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
+    start_time: float = dataclasses.field(default_factory=time.time)
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One trial as read back for the leaderboard."""
+
+    experiment: str
+    trial: str
+    run_id: str
+    status: str | None
+    start_time: float | None
+    tags: dict[str, str]
+    #: component name (None: the trial itself) -> (params, final metric values)
+    components: list[tuple[str | None, dict[str, Any], dict[str, float]]]
+
+
+class TrackingBackend(Protocol):
+    """What a backend implements; handles are whatever the backend needs to find its entities."""
+
+    def start_trial(self, experiment: str, trial: str, tags: dict[str, str]) -> Any: ...
+
+    def set_tags(self, trial: Any, tags: dict[str, str]) -> None: ...
+
+    def start_component(self, trial: Any, data: ComponentData, index: int) -> Any: ...
+
+    def flush(self, trial: Any, component: Any, data: ComponentData) -> None: ...
+
+    def end_component(self, trial: Any, component: Any, data: ComponentData, ok: bool) -> None: ...
+
+    def end_trial(self, trial: Any, ok: bool) -> None: ...
+
+    def read_trials(self, experiment: str) -> list[TrialRecord]: ...
+
+
+class NoneBackend:
+    """Logs nothing: for users who opt out."""
+
+    def __init__(self, config: TrackingConfig) -> None:
+        self.config = config
+
+    def start_trial(self, experiment: str, trial: str, tags: dict[str, str]) -> Any:
+        return None
+
+    def set_tags(self, trial: Any, tags: dict[str, str]) -> None:
+        return None
+
+    def start_component(self, trial: Any, data: ComponentData, index: int) -> Any:
+        return None
+
+    def flush(self, trial: Any, component: Any, data: ComponentData) -> None:
+        return None
+
+    def end_component(self, trial: Any, component: Any, data: ComponentData, ok: bool) -> None:
+        return None
+
+    def end_trial(self, trial: Any, ok: bool) -> None:
+        return None
+
+    def read_trials(self, experiment: str) -> list[TrialRecord]:
+        return []
+
+
+def make_backend(config: TrackingConfig) -> TrackingBackend:
+    """Import and build the backend named by ``config.backend``."""
+    module_name, _, cls = BACKENDS[config.backend].partition(":")
+    backend: TrackingBackend = getattr(importlib.import_module(module_name), cls)(config)
+    return backend
+
+
+@dataclasses.dataclass
+class Failure:
+    """Something that was not recorded, and why."""
+
+    what: str
+    error: str
+
+
+class Component:
+    """A step of a trial (Preprocessing, Training, Evaluation); use :meth:`Trial.component`."""
+
+    def __init__(self, trial: Trial, name: str, explicit: bool, index: int) -> None:
+        self.trial = trial
+        self.name = name
+        self.explicit = explicit
+        self.index = index
+        self.data = ComponentData(name)
+        self.handle: Any = None
+        self.started = False
+        self.closed = False
+        #: every parameter logged so far (data.params is cleared at each flush)
+        self.logged_params: dict[str, ParamValue] = {}
+
+    def __repr__(self) -> str:
+        return f"Component({self.name!r}, trial={self.trial.name!r})"
+
+
+class Trial:
+    """One trial of an experiment: parameters, metrics, inputs, outputs and artifacts.
+
+    Use :func:`trial` (a context manager) or :func:`start_trial` / :meth:`end`.
+
+    Parameters
+    ----------
+    experiment, name : str
+        Logical names (see ``validate_name``); SageMaker entity names are derived from them.
+    tags : mapping, optional
+        Extra tags; credential-like keys are redacted.
+    backend : {"mlflow", "sagemaker", "none"}, optional
+        Default from ``SPARK_CLUSTERING_TRACKING``, the config file, else ``mlflow``.
+    config : path, mapping or TrackingConfig, optional
+        Config file (TOML ``[tracking]`` / JSON ``"tracking"``) or options.
+    strict : bool, optional
+        Raise :class:`TrackingError` when the backend fails instead of carrying on.
+    **options
+        Any other :class:`TrackingConfig` field (``tracking_uri``, ``artifact_uri``...).
+
+    Examples
+    --------
+    >>> from spark_clustering import tracking
+    >>> with tracking.trial("demo", "kmeans-k4", backend="none") as t:
+    ...     with t.component("Training"):
+    ...         t.log_parameters({"k": 4})
+    ...         t.log_metric("silhouette", 0.5)
+    >>> t.summary()["not_recorded"]
+    0
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        name: str,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        backend: str | None = None,
+        config: Any = None,
+        strict: bool | None = None,
+        **options: Any,
+    ) -> None:
+        self.experiment = validate_name("experiment", experiment)
+        self.name = validate_name("trial", name)
+        for key in tags or {}:
+            validate_key("tags", key)
+        self.config = resolve_config(backend, config=config, strict=strict, **options)
+        self.strict = self.config.strict
+        self.user_tags = redact_tags(tags or {})
+        self.backend: TrackingBackend | None = None
+        self.handle: Any = None
+        self.root = Component(self, "", explicit=True, index=0)
+        self.root.name = None  # type: ignore[assignment]
+        self.root.data.name = None
+        self._components: list[Component] = []
+        self._stack: list[Component] = []
+        self._implicit: Component | None = None
+        self._counts: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._broken: str | None = None
+        self.failures: list[Failure] = []
+        self.recorded = 0
+        self.status: str | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Trial:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.end(ok=exc_type is None)
+
+    def start(self) -> Trial:
+        """Open the trial in the backend, tag it with the run context and make it active."""
+        from .context import run_context
+
+        with self._lock:
+            if self.status is not None:
+                raise RuntimeError(f"trial {self.name!r} was already started")
+            self.status = "running"
+            _push(self)
+            try:
+                self.backend = self._guard("open backend", lambda: make_backend(self.config))
+                if self.backend is None:
+                    self._broken = self.failures[-1].error
+                    return self
+                tags = {**redact_tags(run_context()), **self.user_tags}
+                what = f"start trial {self.experiment}/{self.name}"
+                before = len(self.failures)
+                self.handle = self._guard(
+                    what, lambda: self.backend.start_trial(self.experiment, self.name, tags)
+                )
+                if len(self.failures) > before:
+                    self._broken = self.failures[-1].error
+            except BaseException:
+                _pop(self)
+                self.status = None
+                raise
+        return self
+
+    def end(self, ok: bool = True) -> None:
+        """Close open components, flush everything and close the trial (no-op if closed)."""
+        with self._lock:
+            if self.status in (None, "completed", "failed"):
+                return
+            try:
+                for comp in reversed(self._stack):
+                    self._end_component(comp, ok)
+                if self._implicit is not None:
+                    self._end_component(self._implicit, ok)
+                self._flush(self.root)
+                if self.backend is not None:
+                    self._guard(
+                        f"end trial {self.name}", lambda: self.backend.end_trial(self.handle, ok)
+                    )
+            finally:
+                self.status = "completed" if ok else "failed"
+                _pop(self)
+                if self.failures:
+                    log.warning("tracking summary: %s", self.summary_text())
+
+    # ----------------------------------------------------------------------------- components
+
+    @contextmanager
+    def component(self, name: str) -> Iterator[Component]:
+        """A step of this trial; logs inside the block go to it."""
+        comp = self.open_component(name)
+        ok = False
+        try:
+            yield comp
+            ok = True
+        finally:
+            self.close_component(comp, ok)
+
+    def open_component(self, name: str, *, explicit: bool = True) -> Component:
+        """Open a component without a ``with`` block (close it with :meth:`close_component`)."""
+        validate_name("component", name)
+        with self._lock:
+            self._require_open()
+            if explicit and self._implicit is not None:
+                self._end_component(self._implicit, True)
+            comp = Component(self, name, explicit, len(self._components) + 1)
+            self._components.append(comp)
+            if explicit:
+                self._stack.append(comp)
+            else:
+                self._implicit = comp
+            self._start_component(comp)
+            return comp
+
+    def close_component(self, comp: Component, ok: bool = True) -> None:
+        """Flush and close a component opened with :meth:`open_component`."""
+        with self._lock:
+            self._end_component(comp, ok)
+
+    def _start_component(self, comp: Component) -> None:
+        if self.backend is None or self._broken:
+            return
+        before = len(self.failures)
+        comp.handle = self._guard(
+            f"start component {comp.name}",
+            lambda: self.backend.start_component(self.handle, comp.data, comp.index),
+        )
+        comp.started = len(self.failures) == before
+
+    def _end_component(self, comp: Component, ok: bool) -> None:
+        if comp.closed:
+            return
+        comp.closed = True
+        if comp in self._stack:
+            self._stack.remove(comp)
+        if comp is self._implicit:
+            self._implicit = None
+        if self._usable(comp, "end component"):
+            self._guard(
+                f"end component {comp.name}",
+                lambda: self.backend.end_component(self.handle, comp.handle, comp.data, ok),
+            )
+        comp.data = ComponentData(comp.name)
+
+    def current_component(self) -> Component | None:
+        """The innermost explicit component, else the one a hook opened, else None."""
+        if self._stack:
+            return self._stack[-1]
+        return self._implicit
+
+    def hook_target(self, component: str) -> Component:
+        """Where an estimator hook logs: the user's open component, else ``component``."""
+        with self._lock:
+            if self._stack:
+                return self._stack[-1]
+            if self._implicit is not None and self._implicit.name == component:
+                return self._implicit
+            if self._implicit is not None:
+                self._end_component(self._implicit, True)
+            return self.open_component(component, explicit=False)
+
+    def _target(self) -> Component:
+        return self._stack[-1] if self._stack else self.root
+
+    # ----------------------------------------------------------------------------- logging
+
+    def log_parameters(
+        self, params: Mapping[str, Any], *, component: Component | None = None
+    ) -> None:
+        """Log parameters; credential-like names are redacted. A name keeps its first value."""
+        target = component or self._target()
+        checked = {validate_key("parameter", k): coerce_param(k, v) for k, v in params.items()}
+        with self._lock:
+            self._require_open()
+            for key, value in checked.items():
+                old = target.logged_params.get(key)
+                if old is not None and old != value:
+                    raise ParameterConflict(
+                        f"parameter {key!r} was already logged as {old!r} in "
+                        f"{self._where(target)}; got {value!r} (a parameter keeps one value: "
+                        "use another name or a new component)"
+                    )
+            target.logged_params.update(checked)
+            target.data.params.update(checked)
+
+    def log_parameter(self, name: str, value: Any) -> None:
+        """Log one parameter."""
+        self.log_parameters({name: value})
+
+    def log_metric(
+        self,
+        name: str,
+        value: Any,
+        step: int | None = None,
+        *,
+        timestamp: float | None = None,
+        component: Component | None = None,
+    ) -> None:
+        """Log a metric value at ``step`` (default 0); the leaderboard shows the last step."""
+        validate_key("metric", name)
+        number = coerce_metric(value)
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise ValueError(f"step={step!r} is not valid; accepted: an integer >= 0")
+        target = component or self._target()
+        point = MetricPoint(name, number, step or 0, timestamp or time.time())
+        with self._lock:
+            self._require_open()
+            target.data.metrics.append(point)
+            if len(target.data.metrics) >= self.config.metric_buffer:
+                self._flush(target)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log several metrics at one step."""
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def log_input(
+        self,
+        name: str,
+        uri: str,
+        media_type: str | None = None,
+        *,
+        component: Component | None = None,
+    ) -> None:
+        """Record an input (a path or URI, not uploaded)."""
+        self._log_io("inputs", name, uri, media_type, component)
+
+    def log_output(
+        self,
+        name: str,
+        uri: str,
+        media_type: str | None = None,
+        *,
+        component: Component | None = None,
+    ) -> None:
+        """Record an output (a path or URI, not uploaded)."""
+        self._log_io("outputs", name, uri, media_type, component)
+
+    def _log_io(
+        self, kind: str, name: str, uri: str, media_type: str | None, component: Component | None
+    ) -> None:
+        validate_key(kind[:-1], name)
+        if not isinstance(uri, (str, os.PathLike)) or not str(uri):
+            raise ValueError(f"uri={uri!r} is not valid; accepted: a non-empty path or URI")
+        text = redact_text(str(uri))
+        if len(text) > 2048:
+            raise ValueError(f"uri={text[:60]!r}... is {len(text)} characters; accepted: <= 2048")
+        media_type = validate_media_type(media_type)
+        target = component or self._target()
+        with self._lock:
+            self._require_open()
+            getattr(target.data, kind)[name] = Artifact(name, text, media_type)
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        artifact_path: str | None = None,
+        *,
+        component: Component | None = None,
+    ) -> None:
+        """Store a local file (a plot, a report) in the backend's artifact store."""
+        local = os.fspath(path)
+        if not os.path.isfile(local):
+            raise ValueError(f"path={local!r} is not valid; accepted: an existing local file")
+        if artifact_path is not None:
+            validate_key("artifact_path", artifact_path)
+        target = component or self._target()
+        with self._lock:
+            self._require_open()
+            target.data.files.append((os.path.abspath(local), artifact_path))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Add tags to the trial (credential-like keys redacted)."""
+        for key in tags:
+            validate_key("tags", key)
+        clean = redact_tags(tags)
+        with self._lock:
+            self._require_open()
+            self.user_tags.update(clean)
+            if self._usable(self.root, "set tags"):
+                self._guard("set tags", lambda: self.backend.set_tags(self.handle, clean))
+
+    def flush(self) -> None:
+        """Write everything buffered so far (components stay open)."""
+        with self._lock:
+            for comp in [self.root, *self._components]:
+                if not comp.closed:
+                    self._flush(comp)
+
+    def _flush(self, comp: Component) -> None:
+        data = comp.data
+        if not (data.params or data.metrics or data.inputs or data.outputs or data.files):
+            return
+        if self._usable(comp, f"flush {self._where(comp)}"):
+            self._guard(
+                f"flush {self._where(comp)}",
+                lambda: self.backend.flush(self.handle, comp.handle, data),
+            )
+        comp.data = ComponentData(comp.name, start_time=data.start_time)
+
+    # ----------------------------------------------------------------------------- failures
+
+    def _usable(self, comp: Component, what: str) -> bool:
+        if self.backend is None or self._broken:
+            self.failures.append(Failure(what, f"trial not open in backend: {self._broken}"))
+            return False
+        if comp is not self.root and not comp.started:
+            self.failures.append(Failure(what, f"component {comp.name} was not started"))
+            return False
+        return True
+
+    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except Exception as exc:
+            self.failures.append(Failure(what, f"{type(exc).__name__}: {exc}"))
+            log.warning("tracking: %s not recorded: %s", what, exc)
+            if self.strict:
+                raise TrackingError(f"{what} failed: {exc}") from exc
+            return None
+        self.recorded += 1
+        return result
+
+    def record_failure(self, what: str, exc: BaseException) -> None:
+        """Count a failure seen outside a backend call (used by the hooks)."""
+        self.failures.append(Failure(what, f"{type(exc).__name__}: {exc}"))
+        log.warning("tracking: %s not recorded: %s", what, exc)
+
+    def _require_open(self) -> None:
+        if self.status != "running":
+            raise RuntimeError(f"trial {self.name!r} is not open (status {self.status!r})")
+
+    def _where(self, comp: Component) -> str:
+        return f"trial {self.name}" if comp is self.root else f"component {comp.name}"
+
+    def summary(self) -> dict[str, Any]:
+        """What was recorded and what was not: for a job's final report."""
+        return {
+            "backend": self.config.backend,
+            "experiment": self.experiment,
+            "trial": self.name,
+            "status": self.status,
+            "recorded_calls": self.recorded,
+            "not_recorded": len(self.failures),
+            "failures": [dataclasses.asdict(f) for f in self.failures],
+        }
+
+    def summary_text(self) -> str:
+        """One line per failure, prefixed with the counts."""
+        head = (
+            f"{self.config.backend} trial {self.experiment}/{self.name}: "
+            f"{self.recorded} calls recorded, {len(self.failures)} not recorded"
+        )
+        return "\n".join([head, *(f"  - {f.what}: {f.error}" for f in self.failures)])
+
+
+# --------------------------------------------------------------------------------- active trial
+
+_ACTIVE: list[Trial] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _push(t: Trial) -> None:
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(t)
+
+
+def _pop(t: Trial) -> None:
+    with _ACTIVE_LOCK:
+        if t in _ACTIVE:
+            _ACTIVE.remove(t)
+
+
+def active_trial() -> Trial | None:
+    """The most recently opened trial that is still open, or None."""
+    with _ACTIVE_LOCK:
+        return _ACTIVE[-1] if _ACTIVE else None
+
+
+@contextmanager
+def trial(
+    experiment: str,
+    name: str,
+    tags: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Iterator[Trial]:
+    """Open a trial for the duration of a ``with`` block (see :class:`Trial`).
+
+    Examples
+    --------
+    >>> from spark_clustering import tracking
+    >>> with tracking.trial("demo", "dbscan-eps0.31", backend="none") as t:
+    ...     t.log_metric("silhouette", 0.5)
+    """
+    t = Trial(experiment, name, tags, **kwargs)
+    t.start()
+    ok = False
+    try:
+        yield t
+        ok = True
+    finally:
+        t.end(ok=ok)
+
+
+def start_trial(
+    experiment: str, name: str, tags: Mapping[str, Any] | None = None, **kwargs: Any
+) -> Trial:
+    """Open a trial and leave it open (notebooks); close it with ``Trial.end()``."""
+    return Trial(experiment, name, tags, **kwargs).start()
