@@ -1,0 +1,349 @@
+"""EMR ``Configurations`` (classification JSON): load, check the shape EMR accepts, check RAPIDS.
+
+EMR's ``RunJobFlow`` takes a list of ``{"Classification": str, "Properties": {str: str},
+"Configurations": [...]}`` objects. EMR rejects property values that are not strings and
+classifications it does not know, and most sub-classifications are only valid under one parent
+(``export`` under ``*-env``, ``gpu``/``cgroups`` under ``container-executor``). The checks here
+run before any AWS call, so a bad file fails on the operator's machine with the key and value.
+
+The RAPIDS settings checked by :func:`check_rapids` are the ones the Amazon EMR Release Guide
+("Use the Nvidia RAPIDS Accelerator for Apache Spark", EMR 7.x examples) and NVIDIA's
+spark-rapids-ml EMR notebook configuration require; ``docs/emr.md`` explains each one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+Configuration = dict[str, Any]
+
+#: Top-level classifications this project may use on EMR 7 (Amazon EMR Release Guide,
+#: "Configure applications" and each application's page). A name outside this set is a typo.
+KNOWN_CLASSIFICATIONS: frozenset[str] = frozenset(
+    {
+        "capacity-scheduler",
+        "container-executor",
+        "container-log4j",
+        "core-site",
+        "emrfs-site",
+        "hadoop-env",
+        "hadoop-log4j",
+        "hdfs-env",
+        "hdfs-site",
+        "hive-env",
+        "hive-site",
+        "jupyter-notebook-conf",
+        "jupyter-sparkmagic-conf",
+        "livy-conf",
+        "livy-env",
+        "livy-log4j2",
+        "mapred-env",
+        "mapred-site",
+        "spark",
+        "spark-defaults",
+        "spark-env",
+        "spark-hive-site",
+        "spark-log4j2",
+        "spark-metrics",
+        "yarn-env",
+        "yarn-site",
+    }
+)
+
+#: Parent classification -> sub-classifications EMR accepts under it.
+NESTED_CLASSIFICATIONS: dict[str, frozenset[str]] = {
+    "container-executor": frozenset({"gpu", "cgroups", "docker"}),
+    **{
+        env: frozenset({"export"})
+        for env in (
+            "hadoop-env",
+            "hdfs-env",
+            "hive-env",
+            "livy-env",
+            "mapred-env",
+            "spark-env",
+            "yarn-env",
+        )
+    },
+}
+
+#: Properties of the ``spark`` classification (EMR-specific switches, not Spark settings).
+SPARK_CLASSIFICATION_PROPERTIES = frozenset({"maximizeResourceAllocation", "enableSparkRapids"})
+
+#: Key prefixes each classification's properties must have.
+PROPERTY_PREFIXES: dict[str, tuple[str, ...]] = {
+    "spark-defaults": ("spark.",),
+    "yarn-site": ("yarn.",),
+    "capacity-scheduler": ("yarn.scheduler.capacity.",),
+    "livy-conf": ("livy.",),
+    "core-site": ("fs.", "hadoop.", "io."),
+}
+
+RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin"
+DOMINANT_RESOURCE_CALCULATOR = "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator"
+CGROUP_ROOT_EMR7 = "/spark-rapids-cgroup"
+
+#: (classification path, property) -> value, as the Amazon EMR Release Guide's EMR 7.x
+#: ``my-configurations.json`` example sets them for the RAPIDS Accelerator.
+RAPIDS_REQUIRED: dict[tuple[str, str], str] = {
+    ("spark", "enableSparkRapids"): "true",
+    ("yarn-site", "yarn.nodemanager.resource-plugins"): "yarn.io/gpu",
+    ("yarn-site", "yarn.resource-types"): "yarn.io/gpu",
+    ("yarn-site", "yarn.nodemanager.resource-plugins.gpu.allowed-gpu-devices"): "auto",
+    (
+        "yarn-site",
+        "yarn.nodemanager.resource-plugins.gpu.path-to-discovery-executables",
+    ): "/usr/bin",
+    ("yarn-site", "yarn.nodemanager.linux-container-executor.cgroups.mount"): "true",
+    ("yarn-site", "yarn.nodemanager.linux-container-executor.cgroups.mount-path"): CGROUP_ROOT_EMR7,
+    ("yarn-site", "yarn.nodemanager.linux-container-executor.cgroups.hierarchy"): "yarn",
+    (
+        "yarn-site",
+        "yarn.nodemanager.container-executor.class",
+    ): "org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor",
+    ("container-executor/gpu", "module.enabled"): "true",
+    ("container-executor/cgroups", "root"): CGROUP_ROOT_EMR7,
+    ("container-executor/cgroups", "yarn-hierarchy"): "yarn",
+    (
+        "capacity-scheduler",
+        "yarn.scheduler.capacity.resource-calculator",
+    ): DOMINANT_RESOURCE_CALCULATOR,
+    (
+        "spark-defaults",
+        "spark.executor.resource.gpu.discoveryScript",
+    ): "/usr/lib/spark/scripts/gpu/getGpusResources.sh",
+    ("spark-defaults", "spark.executor.resource.gpu.amount"): "1",
+}
+
+#: Library folders the RAPIDS Accelerator needs in ``spark.executor.extraLibraryPath`` (CUDA).
+RAPIDS_LIBRARY_PATH_ENTRIES = ("/usr/local/cuda/lib64", "/usr/local/cuda/compat/lib")
+
+#: Settings NVIDIA's spark-rapids-ml EMR configuration uses so cuML tasks can share the GPU with
+#: the SQL plugin: the plugin must not grab the GPU memory as a pool, CuPy needs a writable cache
+#: and YARN must not scale executors away under a barrier stage.
+ML_REQUIRED: dict[tuple[str, str], str] = {
+    ("spark-defaults", "spark.rapids.memory.gpu.pooling.enabled"): "false",
+    ("spark-defaults", "spark.dynamicAllocation.enabled"): "false",
+    ("spark-defaults", "spark.executorEnv.CUPY_CACHE_DIR"): "/tmp/.cupy",
+    ("spark-defaults", "spark.python.worker.reuse"): "true",
+}
+
+
+def load_configurations(path: str | Path) -> list[Configuration]:
+    """Read and check an EMR ``Configurations`` JSON file; returns the list."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"configurations file {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"configurations file {str(path)!r} is not valid JSON: {exc}") from None
+    validate_configurations(data, source=str(path))
+    return data
+
+
+def validate_configurations(configs: Any, source: str = "Configurations") -> None:
+    """Raise ``ValueError`` unless ``configs`` has the shape and names EMR accepts."""
+    if not isinstance(configs, list) or not configs:
+        raise ValueError(f"{source}: must be a non-empty JSON list of classifications")
+    seen: set[str] = set()
+    for index, item in enumerate(configs):
+        _validate_item(item, f"{source}[{index}]", parent=None)
+        name = item["Classification"]
+        if name in seen:
+            # EMR merges nothing: a second block silently wins for the keys it repeats.
+            raise ValueError(f"{source}: classification {name!r} appears more than once")
+        seen.add(name)
+
+
+def _validate_item(item: Any, where: str, parent: str | None) -> None:
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: must be an object, got {type(item).__name__}")
+    extra = set(item) - {"Classification", "Properties", "Configurations"}
+    if extra:
+        raise ValueError(
+            f"{where}: unknown keys {sorted(extra)}; accepted: Classification, Properties, "
+            "Configurations"
+        )
+    name = item.get("Classification")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: 'Classification' must be a non-empty string, got {name!r}")
+    if parent is None:
+        if name not in KNOWN_CLASSIFICATIONS:
+            raise ValueError(
+                f"{where}: Classification={name!r} is not an EMR 7 classification this project "
+                f"uses; accepted: {', '.join(sorted(KNOWN_CLASSIFICATIONS))}"
+            )
+    else:
+        allowed = NESTED_CLASSIFICATIONS.get(parent, frozenset())
+        if name not in allowed:
+            raise ValueError(
+                f"{where}: Classification={name!r} is not valid under {parent!r}; accepted: "
+                f"{', '.join(sorted(allowed)) or 'none'}"
+            )
+    props = item.get("Properties", {})
+    if not isinstance(props, dict):
+        raise ValueError(f"{where}: 'Properties' of {name!r} must be an object")
+    for key, value in props.items():
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{where}: {name}.{key}={value!r} is a {type(value).__name__}; EMR accepts only "
+                "string property values (write it in quotes)"
+            )
+        if parent is None:
+            _validate_property(name, key, value, where)
+    nested = item.get("Configurations", [])
+    if not isinstance(nested, list):
+        raise ValueError(f"{where}: 'Configurations' of {name!r} must be a list")
+    if nested and parent is not None:
+        raise ValueError(f"{where}: {name!r} cannot nest further classifications")
+    for index, child in enumerate(nested):
+        _validate_item(child, f"{where}.Configurations[{index}]", parent=name)
+
+
+def _validate_property(classification: str, key: str, value: str, where: str) -> None:
+    if classification == "spark" and key not in SPARK_CLASSIFICATION_PROPERTIES:
+        raise ValueError(
+            f"{where}: spark.{key} is not a property of the 'spark' classification; accepted: "
+            f"{', '.join(sorted(SPARK_CLASSIFICATION_PROPERTIES))} (Spark settings go in "
+            "spark-defaults)"
+        )
+    if classification == "spark" and value not in ("true", "false"):
+        raise ValueError(f"{where}: spark.{key}={value!r}; accepted: 'true' or 'false'")
+    prefixes = PROPERTY_PREFIXES.get(classification)
+    if prefixes and not key.startswith(prefixes):
+        raise ValueError(
+            f"{where}: {classification} property {key!r} does not start with "
+            f"{' or '.join(repr(p) for p in prefixes)}"
+        )
+
+
+def properties(configs: Iterable[Mapping[str, Any]], path: str) -> dict[str, str]:
+    """Properties of the classification at ``path`` (``"spark-defaults"``, ``"a/b"``)."""
+    head, _, rest = path.partition("/")
+    for item in configs:
+        if item.get("Classification") == head:
+            if rest:
+                return properties(item.get("Configurations", []), rest)
+            return dict(item.get("Properties", {}))
+    return {}
+
+
+def spark_defaults(configs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    return properties(configs, "spark-defaults")
+
+
+def is_rapids(configs: Iterable[Mapping[str, Any]]) -> bool:
+    """True when the configuration turns the RAPIDS Accelerator on."""
+    configs = list(configs)
+    return properties(configs, "spark").get(
+        "enableSparkRapids"
+    ) == "true" or RAPIDS_PLUGIN in spark_defaults(configs).get("spark.plugins", "")
+
+
+def check_rapids(configs: list[Configuration]) -> list[str]:
+    """Problems that keep a GPU cluster from scheduling GPUs or loading the RAPIDS plugin.
+
+    Returns an empty list for a configuration that matches the documented EMR 7 settings, the
+    settings GPU ML tasks need, and Spark's own resource arithmetic.
+    """
+    problems = []
+    for table in (RAPIDS_REQUIRED, ML_REQUIRED):
+        for (path, key), expected in table.items():
+            actual = properties(configs, path).get(key)
+            if actual != expected:
+                problems.append(f"{path}: {key}={actual!r}, expected {expected!r}")
+    defaults = spark_defaults(configs)
+    plugins = [p.strip() for p in defaults.get("spark.plugins", "").split(",")]
+    if RAPIDS_PLUGIN not in plugins:
+        problems.append(f"spark-defaults: spark.plugins must include {RAPIDS_PLUGIN}")
+    libpath = defaults.get("spark.executor.extraLibraryPath", "").split(":")
+    for entry in RAPIDS_LIBRARY_PATH_ENTRIES:
+        if entry not in libpath:
+            problems.append(f"spark-defaults: spark.executor.extraLibraryPath lacks {entry}")
+    problems += _check_gpu_arithmetic(defaults)
+    return problems
+
+
+def _check_gpu_arithmetic(defaults: Mapping[str, str]) -> list[str]:
+    problems = []
+    try:
+        cores = int(defaults.get("spark.executor.cores", "1"))
+        task_cpus = int(defaults.get("spark.task.cpus", "1"))
+        exec_gpus = float(defaults.get("spark.executor.resource.gpu.amount", "0"))
+        task_gpus = float(defaults.get("spark.task.resource.gpu.amount", "0"))
+    except ValueError as exc:
+        return [f"spark-defaults: a core or GPU amount is not a number ({exc})"]
+    if task_gpus <= 0 or task_gpus > 1:
+        problems.append(
+            f"spark-defaults: spark.task.resource.gpu.amount={task_gpus} must be in (0, 1]"
+        )
+        return problems
+    slots_by_cpu = cores // max(task_cpus, 1)
+    slots_by_gpu = int(round(exec_gpus / task_gpus, 6))
+    if slots_by_cpu != slots_by_gpu:
+        # Spark runs min(slots) tasks at once: the other resource sits idle on every executor.
+        problems.append(
+            f"spark-defaults: {cores} cores / {task_cpus} task.cpus = {slots_by_cpu} task slots "
+            f"but {exec_gpus} GPU / {task_gpus} per task = {slots_by_gpu}; make them equal"
+        )
+    return problems
+
+
+_GPU_FAMILIES = {
+    # family: (vCPUs per GPU on the smallest multi-size, documented by EC2) -> sizes we accept
+    "g4dn": {
+        "xlarge": (4, 1),
+        "2xlarge": (8, 1),
+        "4xlarge": (16, 1),
+        "8xlarge": (32, 1),
+        "16xlarge": (64, 1),
+        "12xlarge": (48, 4),
+        "metal": (96, 8),
+    },
+    "g5": {
+        "xlarge": (4, 1),
+        "2xlarge": (8, 1),
+        "4xlarge": (16, 1),
+        "8xlarge": (32, 1),
+        "16xlarge": (64, 1),
+        "12xlarge": (48, 4),
+        "24xlarge": (96, 4),
+        "48xlarge": (192, 8),
+    },
+    "p3": {"2xlarge": (8, 1), "8xlarge": (32, 4), "16xlarge": (64, 8)},
+}
+
+#: EC2 GPU instance types supported for the RAPIDS Accelerator here -> (vCPUs, GPUs).
+GPU_INSTANCE_TYPES: dict[str, tuple[int, int]] = {
+    f"{family}.{size}": spec
+    for family, sizes in _GPU_FAMILIES.items()
+    for size, spec in sizes.items()
+}
+
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[0-9]*[a-z]+[0-9]*[a-z]*$")
+
+
+def is_instance_type(name: str) -> bool:
+    return bool(_INSTANCE_TYPE.match(name))
+
+
+def check_gpu_instance(instance_type: str, executor_cores: int) -> str | None:
+    """Why ``instance_type`` cannot run one ``executor_cores``-core executor per GPU, or None."""
+    spec = GPU_INSTANCE_TYPES.get(instance_type)
+    if spec is None:
+        return (
+            f"{instance_type!r} is not a supported GPU instance type; accepted: "
+            f"{', '.join(sorted(GPU_INSTANCE_TYPES))}"
+        )
+    vcpus, gpus = spec
+    if vcpus // gpus < executor_cores:
+        return (
+            f"{instance_type!r} has {vcpus} vCPUs for {gpus} GPU(s): too few for "
+            f"spark.executor.cores={executor_cores} per GPU executor"
+        )
+    return None
