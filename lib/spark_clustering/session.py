@@ -44,6 +44,52 @@ RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin"
 #: (for example the SageMaker backend adds sagemaker-pyspark's jars and protobuf-java).
 JAR_PROVIDERS: list[Callable[[], list[str]]] = []
 
+#: Where Debian's libprotobuf-java puts protobuf-java (``SPARK_CLUSTERING_PROTOBUF_JAR`` wins).
+PROTOBUF_JARS = ("/usr/share/java/protobuf.jar", "/usr/share/java/protobuf-java.jar")
+
+
+def sagemaker_jars() -> list[str]:
+    """sagemaker-pyspark's bundled jars plus protobuf-java, when sagemaker_pyspark is installed.
+
+    Found through the package's location, without importing it. The AWS Java SDK 1.12 jars come
+    before the 1.11 bundle so that one version of each SDK class wins; on EMR (EMRFS present)
+    hadoop-aws and the bundle are left out because the cluster ships its own.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sagemaker_pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    jars_dir = os.path.join(next(iter(spec.submodule_search_locations)), "jars")
+    jars = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
+    on_emr = os.path.isdir("/usr/share/aws/emr/emrfs")
+
+    def rank(jar: str) -> int:
+        name = os.path.basename(jar)
+        if name.startswith("sagemaker-spark"):
+            return 0
+        if name.startswith("aws-java-sdk-bundle"):
+            return 3
+        return 2 if name.startswith("hadoop-aws") else 1
+
+    chosen = [
+        j
+        for j in sorted(jars, key=rank)
+        if not (on_emr and os.path.basename(j).startswith(("hadoop-aws", "aws-java-sdk-bundle")))
+    ]
+    protobuf = [os.environ.get("SPARK_CLUSTERING_PROTOBUF_JAR", ""), *PROTOBUF_JARS]
+    found = next((j for j in protobuf if j and os.path.exists(j)), None)
+    if found is None:
+        log.warning(
+            "sagemaker_pyspark is installed but no protobuf-java jar was found (%s): its data "
+            "upload fails on Spark 3.5; install libprotobuf-java or set SPARK_CLUSTERING_PROTOBUF_JAR",
+            ", ".join(PROTOBUF_JARS),
+        )
+    return chosen + ([os.path.realpath(found)] if found else [])
+
+
+JAR_PROVIDERS.append(sagemaker_jars)
+
 
 def _local_driver_memory() -> str:
     """Half the machine's memory, between 2 and 16 GiB: the local driver is the executor too."""

@@ -1,0 +1,443 @@
+"""DBSCAN's numeric kernels on the CPU (numba), run per spatial partition on the executors.
+
+Everything here works on one region of space: the region's own ("home") points plus the "halo",
+the points of neighbouring regions within ``eps`` of its edge. The distributed algorithm in
+``clustering/dbscan.py`` routes the points and merges what these kernels return.
+
+Distances follow scikit-learn exactly: a neighbour is a point whose squared Euclidean distance,
+summed dimension by dimension, is ``<= eps * eps`` (what scikit-learn's KD-tree compares), and a
+point counts itself.
+
+Points are bucketed into grid cells of side ``eps``; a point's neighbours lie in the (at most
+``3**d``) cells whose integer coordinates differ from its own by at most one. The cells are kept
+sorted, and the neighbouring cells are found by narrowing the sorted range one dimension at a
+time, so the cost follows the non-empty cells, not ``3**d``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Points sorted by their grid cell, with the cells' ranges."""
+
+    order: np.ndarray  # sorted position -> original index
+    cells: np.ndarray  # (n_cells, d) int64, lexicographically sorted, unique
+    starts: np.ndarray  # (n_cells,) first sorted position of each cell
+    ends: np.ndarray  # (n_cells,) one past the last
+    origin: np.ndarray  # (d,) float64
+    side: float
+
+
+def build_grid(x: np.ndarray, side: float, origin: np.ndarray | None = None) -> Grid:
+    """Sort ``x`` (n, d) into cells of ``side``; ``origin`` defaults to the minimum corner."""
+    n, d = x.shape
+    if origin is None:
+        origin = x.min(axis=0) if n else np.zeros(d)
+    if n == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return Grid(empty, np.empty((0, d), dtype=np.int64), empty, empty, origin, side)
+    cells = np.floor((x - origin) / side).astype(np.int64)
+    order = np.lexsort(cells.T[::-1])
+    sorted_cells = cells[order]
+    if n > 1:
+        change = np.any(sorted_cells[1:] != sorted_cells[:-1], axis=1)
+        starts = np.concatenate(([0], np.flatnonzero(change) + 1)).astype(np.int64)
+    else:
+        starts = np.zeros(1, dtype=np.int64)
+    ends = np.append(starts[1:], n).astype(np.int64)
+    return Grid(order, np.ascontiguousarray(sorted_cells[starts]), starts, ends, origin, side)
+
+
+# --------------------------------------------------------------------------- numba helpers
+
+
+@njit(cache=True, nogil=True)
+def _lower(cells: np.ndarray, lo: int, hi: int, j: int, value: int) -> int:
+    """First row in [lo, hi) whose column j is >= value (column j sorted within the range)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cells[mid, j] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_cells(
+    cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far: np.ndarray
+) -> int:
+    """Indices of the cells that may hold a point within eps of a point of cell ``c``.
+
+    With cells of side ``eps / sqrt(d)``, a cell at integer offset ``o`` can hold such a point
+    only when ``sum(max(|o_j| - 1, 0) ** 2) <= d``. The sorted cells are narrowed one dimension
+    at a time with that bound, so only existing cells are visited. ``out_far[i]`` is True when
+    the cell does not touch ``c`` (some ``|o_j| > 1``).
+    """
+    n_cells, d = cells.shape
+    r_max = 1 + int(np.sqrt(d))
+    size = (d + 1) * (2 * r_max + 1) + 1
+    stack_lo = np.empty(size, dtype=np.int64)
+    stack_hi = np.empty(size, dtype=np.int64)
+    stack_dim = np.empty(size, dtype=np.int64)
+    stack_s = np.empty(size, dtype=np.int64)
+    stack_far = np.empty(size, dtype=np.bool_)
+    stack_lo[0] = 0
+    stack_hi[0] = n_cells
+    stack_dim[0] = 0
+    stack_s[0] = 0
+    stack_far[0] = False
+    top = 1
+    count = 0
+    while top > 0:
+        top -= 1
+        lo = stack_lo[top]
+        hi = stack_hi[top]
+        j = stack_dim[top]
+        s_acc = stack_s[top]
+        far = stack_far[top]
+        if j == d:
+            for k in range(lo, hi):
+                out[count] = k
+                out_far[count] = far
+                count += 1
+            continue
+        r = 1 + int(np.sqrt(d - s_acc))
+        for delta in range(-r, r + 1):
+            a = abs(delta) - 1
+            s_new = s_acc + (a * a if a > 0 else 0)
+            if s_new > d:
+                continue
+            v = c[j] + delta
+            s = _lower(cells, lo, hi, j, v)
+            e = _lower(cells, s, hi, j, v + 1)
+            if s < e:
+                stack_lo[top] = s
+                stack_hi[top] = e
+                stack_dim[top] = j + 1
+                stack_s[top] = s_new
+                stack_far[top] = far or abs(delta) > 1
+                top += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _dist2(x: np.ndarray, i: int, y: np.ndarray, k: int) -> float:
+    s = 0.0
+    for j in range(x.shape[1]):
+        t = x[i, j] - y[k, j]
+        s += t * t
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _find(parent: np.ndarray, i: int) -> int:
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@njit(cache=True, nogil=True)
+def _union(parent: np.ndarray, a: int, b: int) -> None:
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+@njit(cache=True, nogil=True)
+def _any_within(x: np.ndarray, p: int, y: np.ndarray, lo: int, hi: int, mask: np.ndarray,
+                eps2: float) -> bool:
+    for q in range(lo, hi):
+        if mask[q] and _dist2(x, p, y, q) <= eps2:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _fit_region(
+    xs: np.ndarray,
+    home: np.ndarray,
+    cells: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    eps2: float,
+    min_pts: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Core flags (home points), union-find forest of home core points, and halo adjacencies.
+
+    All points of one cell lie within eps of each other (the cell's diagonal is below eps), so a
+    cell holding ``min_pts`` points makes all of them core, and all core points of a cell belong
+    to one component: components are unions of cells.
+    """
+    n = xs.shape[0]
+    n_cells = cells.shape[0]
+    core = np.zeros(n, dtype=np.bool_)
+    buf = np.empty(n_cells, dtype=np.int64)
+    far = np.empty(n_cells, dtype=np.bool_)
+    # 1. core flags, own cell first, stopping as soon as min_pts neighbours are seen
+    for ci in range(n_cells):
+        size = ends[ci] - starts[ci]
+        if size >= min_pts:
+            for p in range(starts[ci], ends[ci]):
+                core[p] = home[p]
+            continue
+        has_home = False
+        for p in range(starts[ci], ends[ci]):
+            has_home = has_home or home[p]
+        if not has_home:
+            continue
+        m = _neighbour_cells(cells, cells[ci], buf, far)
+        for p in range(starts[ci], ends[ci]):
+            if not home[p]:
+                continue
+            count = size
+            for t in range(m):
+                k = buf[t]
+                if k == ci:
+                    continue
+                for q in range(starts[k], ends[k]):
+                    if _dist2(xs, p, xs, q) <= eps2:
+                        count += 1
+                        if count >= min_pts:
+                            break
+                if count >= min_pts:
+                    break
+            core[p] = count >= min_pts
+    # 2. one representative core point per cell; its cell's core points join it
+    rep = np.full(n_cells, -1, dtype=np.int64)
+    parent = np.arange(n)
+    for ci in range(n_cells):
+        for p in range(starts[ci], ends[ci]):
+            if core[p]:
+                if rep[ci] < 0:
+                    rep[ci] = p
+                else:
+                    parent[p] = rep[ci]
+    # 3. link neighbouring cells that hold a core pair within eps; touching cells first, so
+    #    most far pairs are already connected and skipped without a distance computation
+    for pass_far in (False, True):
+        for ci in range(n_cells):
+            if rep[ci] < 0:
+                continue
+            m = _neighbour_cells(cells, cells[ci], buf, far)
+            for t in range(m):
+                k = buf[t]
+                if k <= ci or rep[k] < 0 or far[t] != pass_far:
+                    continue
+                if _find(parent, rep[ci]) == _find(parent, rep[k]):
+                    continue
+                linked = False
+                for p in range(starts[ci], ends[ci]):
+                    if core[p] and _any_within(xs, p, xs, starts[k], ends[k], core, eps2):
+                        linked = True
+                        break
+                if linked:
+                    _union(parent, rep[ci], rep[k])
+    # 4. halo points: the distinct components of home core points within eps of each
+    cap = 1024
+    edge_halo = np.empty(cap, dtype=np.int64)
+    edge_root = np.empty(cap, dtype=np.int64)
+    n_edges = 0
+    seen = np.empty(n_cells, dtype=np.int64)
+    for ci in range(n_cells):
+        has_halo = False
+        for p in range(starts[ci], ends[ci]):
+            has_halo = has_halo or not home[p]
+        if not has_halo:
+            continue
+        m = _neighbour_cells(cells, cells[ci], buf, far)
+        for h in range(starts[ci], ends[ci]):
+            if home[h]:
+                continue
+            n_seen = 0
+            for t in range(m):
+                k = buf[t]
+                if rep[k] < 0:
+                    continue
+                r = _find(parent, rep[k])
+                dup = False
+                for s in range(n_seen):
+                    if seen[s] == r:
+                        dup = True
+                        break
+                if dup or not _any_within(xs, h, xs, starts[k], ends[k], core, eps2):
+                    continue
+                seen[n_seen] = r
+                n_seen += 1
+                if n_edges == cap:
+                    cap *= 2
+                    g1 = np.empty(cap, dtype=np.int64)
+                    g2 = np.empty(cap, dtype=np.int64)
+                    g1[:n_edges] = edge_halo[:n_edges]
+                    g2[:n_edges] = edge_root[:n_edges]
+                    edge_halo = g1
+                    edge_root = g2
+                edge_halo[n_edges] = h
+                edge_root[n_edges] = r
+                n_edges += 1
+    for i in range(n):
+        _find(parent, i)
+    return core, parent, edge_halo[:n_edges], edge_root[:n_edges]
+
+
+@njit(cache=True, nogil=True)
+def _nearest_core(
+    q: np.ndarray,
+    q_cells: np.ndarray,
+    q_starts: np.ndarray,
+    q_ends: np.ndarray,
+    cs: np.ndarray,
+    c_cluster: np.ndarray,
+    cells: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    eps2: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted query points: the cluster of the closest core point within eps (-1 if none,
+    ties to the smallest cluster id) and whether the point coincides with a core point.
+
+    All core points of a cell share one cluster. Where every core cell around a query cell
+    holds the same cluster, any core point within eps decides the label and the scan stops
+    early; elsewhere the closest core point is searched exhaustively.
+    """
+    nq = q.shape[0]
+    n_cells = cells.shape[0]
+    label = np.full(nq, -1, dtype=np.int64)
+    is_core = np.zeros(nq, dtype=np.bool_)
+    buf = np.empty(max(1, n_cells), dtype=np.int64)
+    far = np.empty(max(1, n_cells), dtype=np.bool_)
+    for qi in range(q_cells.shape[0]):
+        m = _neighbour_cells(cells, q_cells[qi], buf, far)
+        first = -1
+        pure = True
+        own = -1
+        for t in range(m):
+            k = buf[t]
+            cl = c_cluster[starts[k]]
+            if first < 0:
+                first = cl
+            elif cl != first:
+                pure = False
+            same = True
+            for j in range(cells.shape[1]):
+                if cells[k, j] != q_cells[qi, j]:
+                    same = False
+                    break
+            if same:
+                own = k
+        for p in range(q_starts[qi], q_ends[qi]):
+            if own >= 0:
+                for c in range(starts[own], ends[own]):
+                    if _dist2(q, p, cs, c) == 0.0:
+                        is_core[p] = True
+                        break
+            if is_core[p]:
+                label[p] = c_cluster[starts[own]]
+                continue
+            best = np.inf
+            for t in range(m):
+                k = buf[t]
+                found = False
+                for c in range(starts[k], ends[k]):
+                    d2 = _dist2(q, p, cs, c)
+                    if d2 > eps2:
+                        continue
+                    if d2 < best or (d2 == best and c_cluster[c] < label[p]):
+                        best = d2
+                        label[p] = c_cluster[c]
+                    if pure:
+                        found = True
+                        break
+                if found:
+                    break
+    return label, is_core
+
+
+# --------------------------------------------------------------------------- kernel API
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """What clustering one region yields (indices refer to the region's input rows)."""
+
+    core_index: np.ndarray  # home core points
+    core_component: np.ndarray  # their local component (0..n_components-1)
+    edge_halo_index: np.ndarray  # halo points adjacent to a home core point ...
+    edge_component: np.ndarray  # ... and that core point's local component
+
+
+def cell_side(eps: float, d: int) -> float:
+    """Grid side: the cell's diagonal stays below eps, with a 1e-6 relative margin that keeps
+    the geometry exact under floating-point rounding of the cell coordinates."""
+    return eps / np.sqrt(d) * (1.0 - 1e-6)
+
+
+class CPUKernel:
+    """DBSCAN per region with numba; the reference implementation of the kernel protocol."""
+
+    name = "cpu"
+
+    def fit_region(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> RegionResult:
+        """Core flags of the home points, their local components, and the halo adjacencies."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return RegionResult(empty, empty, empty, empty)
+        grid = build_grid(x, cell_side(eps, x.shape[1]))
+        xs = np.ascontiguousarray(x[grid.order])
+        hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
+        core, parent, e_halo, e_root = _fit_region(
+            xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
+        )
+        core_pos = np.flatnonzero(core)
+        roots, comp = np.unique(parent[core_pos], return_inverse=True)
+        edge_comp = np.searchsorted(roots, e_root)
+        return RegionResult(
+            core_index=grid.order[core_pos],
+            core_component=comp.astype(np.int64),
+            edge_halo_index=grid.order[e_halo],
+            edge_component=edge_comp.astype(np.int64),
+        )
+
+    def nearest_core(
+        self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster of the closest core point within eps (-1 when none, ties to the smallest
+        cluster id) and whether each query point coincides with a core point."""
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        nq = q.shape[0]
+        if nq == 0 or cores.shape[0] == 0:
+            return np.full(nq, -1, dtype=np.int64), np.zeros(nq, dtype=bool)
+        side = cell_side(eps, q.shape[1])
+        cg = build_grid(np.ascontiguousarray(cores, dtype=np.float64), side)
+        cs = np.ascontiguousarray(cores[cg.order], dtype=np.float64)
+        cc = np.ascontiguousarray(np.asarray(clusters)[cg.order], dtype=np.int64)
+        qg = build_grid(q, side, origin=cg.origin)
+        qs = np.ascontiguousarray(q[qg.order])
+        label_s, core_s = _nearest_core(
+            qs, qg.cells, qg.starts, qg.ends, cs, cc, cg.cells, cg.starts, cg.ends, eps * eps
+        )
+        label = np.empty(nq, dtype=np.int64)
+        is_core = np.empty(nq, dtype=bool)
+        label[qg.order] = label_s
+        is_core[qg.order] = core_s
+        return label, is_core
+
+
+CPU_KERNEL = CPUKernel()

@@ -1,0 +1,279 @@
+"""Exact DBSCAN distributed over Spark executors.
+
+fit:
+1. a bounded sample (``partitionSampleSize`` rows, the only data that reaches the driver) is
+   split into k-d regions of about equal count (:mod:`spark_clustering.partitioning`);
+2. every point goes to its home region and, replicated, to the halo of each region within eps;
+3. each region runs the kernel (CPU: numba, GPU: cuML): core flags of its home points, the
+   local components of its home core points, and which local components each halo point
+   touches;
+4. a halo point touching component ``a`` in one region, and itself core in its home region with
+   component ``b``, links ``a`` and ``b``: a join on the point's coordinates finds those links;
+5. the driver unions the local components (their number is far below n) and numbers the
+   clusters by decreasing number of core points, ties broken by the smallest core point;
+6. the core points with their cluster ids stay distributed: they are the model.
+
+label (transform): each row goes to its home region; each core point to its home region and its
+halos; per region, each distinct point takes the cluster of its closest core point within eps.
+The labels join back to the rows on the coordinates, so nothing but coordinates is shuffled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..partitioning import Regions, build_regions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+KIND_CORE = 0
+KIND_EDGE = 1
+
+
+@dataclass
+class DistributedFit:
+    """What the distributed fit leaves: the core table and how space was partitioned."""
+
+    cores: DataFrame  # coordinate columns + "cluster" (int)
+    regions: Regions
+    cluster_sizes: list[int]  # number of core points per cluster id
+
+
+def _coords_schema(xcols: list[str]) -> str:
+    return ", ".join(f"{c} double" for c in xcols)
+
+
+def _route(regions: Regions, eps: float | None, xcols: list[str], extra: list[str]):
+    """mapInPandas function: home region (eps None) or home + halo memberships of each row."""
+    lo, hi = regions.lo, regions.hi
+
+    def route(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        reg = Regions(lo, hi)
+        for pdf in batches:
+            x = pdf[xcols].to_numpy(dtype=np.float64)
+            if eps is None:
+                out = pd.DataFrame({"region": reg.home(x)})
+                for c in xcols + extra:
+                    out[c] = pdf[c].to_numpy()
+            else:
+                rows, region, home = reg.memberships(x, eps)
+                out = pd.DataFrame({"region": region, "home": home})
+                for c in xcols + extra:
+                    out[c] = pdf[c].to_numpy()[rows]
+            yield out
+
+    return route
+
+
+def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
+    """applyInPandas function: run the kernel on one region's home and halo points."""
+
+    def fit_group(pdf: pd.DataFrame) -> pd.DataFrame:
+        from ..base import load_backend
+
+        kernel = load_backend("dbscan", backend)
+        region = int(pdf["region"].iloc[0])
+        x = pdf[xcols].to_numpy(dtype=np.float64)
+        res = kernel.fit_region(x, pdf["home"].to_numpy(dtype=bool), eps, min_points)
+        base = np.int64(region) << np.int64(32)
+        idx = np.concatenate([res.core_index, res.edge_halo_index])
+        out = pd.DataFrame(
+            {
+                "kind": np.concatenate(
+                    [
+                        np.full(len(res.core_index), KIND_CORE, dtype=np.int8),
+                        np.full(len(res.edge_halo_index), KIND_EDGE, dtype=np.int8),
+                    ]
+                ),
+                "comp": base + np.concatenate([res.core_component, res.edge_component]),
+            }
+        )
+        for j, c in enumerate(xcols):
+            out[c] = x[idx, j]
+        return out
+
+    return fit_group
+
+
+def fit_distributed(
+    points: DataFrame,
+    xcols: list[str],
+    n_rows: int,
+    eps: float,
+    min_points: int,
+    backend: str,
+    max_points_per_partition: int,
+    partition_sample_size: int,
+    seed: int,
+) -> DistributedFit:
+    """Cluster ``points`` (coordinate columns ``xcols``, no invalid rows) exactly."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    spark = points.sparkSession
+    d = len(xcols)
+    t0 = time.monotonic()
+    parallelism = spark.sparkContext.defaultParallelism
+    n_regions = max(2 * parallelism, math.ceil(n_rows / max_points_per_partition))
+    fraction = min(1.0, 1.2 * partition_sample_size / max(n_rows, 1))
+    sample_pdf = (
+        points.sample(withReplacement=False, fraction=fraction, seed=seed)
+        .limit(partition_sample_size)
+        .toPandas()
+    )
+    sample = sample_pdf[xcols].to_numpy(dtype=np.float64).reshape(-1, d)
+    if sample.shape[0] == 0:  # tiny data: the sample may miss every row
+        sample = points.limit(partition_sample_size).toPandas()[xcols].to_numpy(np.float64)
+    regions = build_regions(sample, n_regions, min_width=eps)
+    log.info(
+        "dbscan: %d rows, %d dimensions, %d regions from a %d-row sample (%.1fs)",
+        n_rows,
+        d,
+        regions.n_regions,
+        sample.shape[0],
+        time.monotonic() - t0,
+    )
+
+    routed = points.select(*xcols).mapInPandas(
+        _route(regions, eps, xcols, []), f"region int, home boolean, {_coords_schema(xcols)}"
+    )
+    result = (
+        routed.groupBy("region")
+        .applyInPandas(
+            _fit_regions(eps, min_points, backend, xcols),
+            f"kind tinyint, comp long, {_coords_schema(xcols)}",
+        )
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        cores = result.where(F.col("kind") == KIND_CORE).select("comp", *xcols)
+        edges = result.where(F.col("kind") == KIND_EDGE).select(F.col("comp").alias("a"), *xcols)
+        links = (
+            edges.join(cores.withColumnRenamed("comp", "b"), on=xcols)
+            .where(F.col("a") != F.col("b"))
+            .select("a", "b")
+            .distinct()
+            .toPandas()
+        )
+        comps = (
+            cores.groupBy("comp")
+            .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct(*xcols)).alias("first"))
+            .toPandas()
+        )
+        log.info(
+            "dbscan: %d local components, %d cross-region links (%.1fs)",
+            len(comps),
+            len(links),
+            time.monotonic() - t0,
+        )
+        mapping, sizes = _number_clusters(comps, links, xcols)
+        mapping_df = spark.createDataFrame(mapping, "comp long, cluster int")
+        core_table = (
+            cores.join(F.broadcast(mapping_df), on="comp")
+            .select(*xcols, "cluster")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        n_core = core_table.count()
+    finally:
+        result.unpersist()
+    log.info(
+        "dbscan: %d clusters, %d core points (%.1fs)",
+        len(sizes),
+        n_core,
+        time.monotonic() - t0,
+    )
+    return DistributedFit(core_table, regions, sizes)
+
+
+def _number_clusters(
+    comps: pd.DataFrame, links: pd.DataFrame, xcols: list[str]
+) -> tuple[pd.DataFrame, list[int]]:
+    """Union local components and number clusters by decreasing size, then smallest point."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if comps.empty:
+        return pd.DataFrame({"comp": pd.Series([], dtype="int64"), "cluster": []}), []
+    ids = comps["comp"].to_numpy(dtype=np.int64)
+    order = np.argsort(ids)
+    ids = ids[order]
+    counts = comps["n"].to_numpy(dtype=np.int64)[order]
+    firsts = [tuple(comps["first"].iloc[i]) for i in order]
+    a = np.searchsorted(ids, links["a"].to_numpy(dtype=np.int64))
+    b = np.searchsorted(ids, links["b"].to_numpy(dtype=np.int64))
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
+    _, root = connected_components(graph, directed=False)
+    n_roots = int(root.max()) + 1
+    size = np.bincount(root, weights=counts, minlength=n_roots).astype(np.int64)
+    smallest: list[tuple[float, ...] | None] = [None] * n_roots
+    for r, first in zip(root, firsts):
+        cur = smallest[r]
+        if cur is None or first < cur:
+            smallest[r] = first
+    ranked = sorted(range(n_roots), key=lambda r: (-size[r], smallest[r]))
+    cluster_of_root = np.empty(n_roots, dtype=np.int32)
+    cluster_of_root[ranked] = np.arange(n_roots, dtype=np.int32)
+    mapping = pd.DataFrame({"comp": ids, "cluster": cluster_of_root[root]})
+    return mapping, [int(size[r]) for r in ranked]
+
+
+def _label_regions(eps: float, backend: str, xcols: list[str]):
+    """cogroup function: label the distinct query points of a region from its core points."""
+
+    def label_group(queries: pd.DataFrame, cores: pd.DataFrame) -> pd.DataFrame:
+        from ..base import load_backend
+
+        kernel = load_backend("dbscan", backend)
+        q = queries[xcols].to_numpy(dtype=np.float64)
+        if q.shape[0] == 0:
+            return pd.DataFrame(
+                {**{c: [] for c in xcols}, "cluster": np.empty(0, np.int32), "is_core": []}
+            )
+        q = np.unique(q, axis=0)
+        c = cores[xcols].to_numpy(dtype=np.float64).reshape(-1, len(xcols))
+        labels, is_core = kernel.nearest_core(
+            q, c, cores["cluster"].to_numpy(dtype=np.int64), eps
+        )
+        out = pd.DataFrame({col: q[:, j] for j, col in enumerate(xcols)})
+        out["cluster"] = labels.astype(np.int32)
+        out["is_core"] = is_core
+        return out
+
+    return label_group
+
+
+def label_distributed(
+    rows: DataFrame,
+    xcols: list[str],
+    cores: DataFrame,
+    regions: Regions,
+    eps: float,
+    backend: str,
+) -> DataFrame:
+    """(coordinates, cluster, is_core) for every distinct valid point of ``rows``."""
+    schema = _coords_schema(xcols)
+    queries = rows.select(*xcols).mapInPandas(
+        _route(regions, None, xcols, []), f"region int, {schema}"
+    )
+    replicated = cores.mapInPandas(
+        _route(regions, eps, xcols, ["cluster"]),
+        f"region int, home boolean, {schema}, cluster int",
+    ).drop("home")
+    return (
+        queries.groupBy("region")
+        .cogroup(replicated.groupBy("region"))
+        .applyInPandas(
+            _label_regions(eps, backend, xcols), f"{schema}, cluster int, is_core boolean"
+        )
+    )
