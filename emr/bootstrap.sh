@@ -22,7 +22,7 @@
 # Idempotent: each step checks what is already there, so a rerun on the same node changes
 # nothing. Fails loudly: any failing command stops the script with the line and the command,
 # which EMR shows as the bootstrap failure. DRY_RUN=1 prints every command instead of running it.
-set -euo pipefail
+set -Eeuo pipefail
 
 PREFIX="${SPARK_CLUSTERING_PREFIX:-/opt/spark-clustering}"
 PYTHON_VERSION="3.11"
@@ -54,7 +54,12 @@ run() {
     printf ' %q' "$@"
     printf '\n'
   else
-    "$@"
+    local rc=0
+    "$@" || rc=$?
+    if [ "${rc}" -ne 0 ]; then
+      echo "spark-clustering bootstrap: command failed (exit ${rc}): $*" >&2
+      return "${rc}"
+    fi
   fi
 }
 
