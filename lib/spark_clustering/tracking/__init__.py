@@ -52,7 +52,7 @@ __all__ = [
 
 
 def leaderboard(experiment: str, **kwargs: Any) -> pd.DataFrame:
-    """One row per trial of ``experiment``, sorted (see :func:`.leaderboard.leaderboard`)."""
-    from .leaderboard import leaderboard as _leaderboard
+    """One row per trial of ``experiment``, sorted (see :func:`.board.leaderboard`)."""
+    from .board import leaderboard as _leaderboard
 
     return _leaderboard(experiment, **kwargs)

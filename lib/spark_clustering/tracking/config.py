@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -135,10 +136,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if file.suffix.lower() == ".json":
         data = json.loads(text)
     elif file.suffix.lower() == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:  # pragma: no cover - Python 3.10 needs the tomli package for TOML files
+            import tomli as tomllib
         data = tomllib.loads(text)
     else:
         raise ValueError(f"config={str(path)!r} is not valid; accepted: a .toml or .json file")

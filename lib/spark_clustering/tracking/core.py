@@ -266,7 +266,7 @@ class Trial:
                 what = f"start trial {self.experiment}/{self.name}"
                 before = len(self.failures)
                 self.handle = self._guard(
-                    what, lambda: self.backend.start_trial(self.experiment, self.name, tags)
+                    what, lambda: self._be().start_trial(self.experiment, self.name, tags)
                 )
                 if len(self.failures) > before:
                     self._broken = self.failures[-1].error
@@ -289,7 +289,7 @@ class Trial:
                 self._flush(self.root)
                 if self.backend is not None:
                     self._guard(
-                        f"end trial {self.name}", lambda: self.backend.end_trial(self.handle, ok)
+                        f"end trial {self.name}", lambda: self._be().end_trial(self.handle, ok)
                     )
             finally:
                 self.status = "completed" if ok else "failed"
@@ -337,7 +337,7 @@ class Trial:
         before = len(self.failures)
         comp.handle = self._guard(
             f"start component {comp.name}",
-            lambda: self.backend.start_component(self.handle, comp.data, comp.index),
+            lambda: self._be().start_component(self.handle, comp.data, comp.index),
         )
         comp.started = len(self.failures) == before
 
@@ -352,7 +352,7 @@ class Trial:
         if self._usable(comp, "end component"):
             self._guard(
                 f"end component {comp.name}",
-                lambda: self.backend.end_component(self.handle, comp.handle, comp.data, ok),
+                lambda: self._be().end_component(self.handle, comp.handle, comp.data, ok),
             )
         comp.data = ComponentData(comp.name)
 
@@ -492,7 +492,7 @@ class Trial:
             self._require_open()
             self.user_tags.update(clean)
             if self._usable(self.root, "set tags"):
-                self._guard("set tags", lambda: self.backend.set_tags(self.handle, clean))
+                self._guard("set tags", lambda: self._be().set_tags(self.handle, clean))
 
     def flush(self) -> None:
         """Write everything buffered so far (components stay open)."""
@@ -508,7 +508,7 @@ class Trial:
         if self._usable(comp, f"flush {self._where(comp)}"):
             self._guard(
                 f"flush {self._where(comp)}",
-                lambda: self.backend.flush(self.handle, comp.handle, data),
+                lambda: self._be().flush(self.handle, comp.handle, data),
             )
         comp.data = ComponentData(comp.name, start_time=data.start_time)
 
@@ -539,6 +539,11 @@ class Trial:
         """Count a failure seen outside a backend call (used by the hooks)."""
         self.failures.append(Failure(what, f"{type(exc).__name__}: {exc}"))
         log.warning("tracking: %s not recorded: %s", what, exc)
+
+    def _be(self) -> TrackingBackend:
+        if self.backend is None:  # callers check _usable first
+            raise RuntimeError("tracking backend is not open")
+        return self.backend
 
     def _require_open(self) -> None:
         if self.status != "running":
