@@ -349,7 +349,7 @@ class Trial:
             self._stack.remove(comp)
         if comp is self._implicit:
             self._implicit = None
-        if self._usable(comp, "end component"):
+        if self._usable(comp, f"end component {comp.name}"):
             self._guard(
                 f"end component {comp.name}",
                 lambda: self._be().end_component(self.handle, comp.handle, comp.data, ok),

@@ -94,13 +94,13 @@ def sanitize_name(value: str) -> str:
     Examples
     --------
     >>> sanitize_name("eps=0.31 [run#2]")
-    'eps=0.31 -run-2-5b7bb4c3'
+    'eps=0.31 -run-2-5492a3df'
     """
     cleaned = re.sub(r"[^A-Za-z0-9 _.:/=+\-@]+", "-", value).strip()
     if cleaned == value and 1 <= len(cleaned) <= NAME_MAX:
         return cleaned
     digest = hashlib.sha1(value.encode("utf-8")).hexdigest()[:8]
-    base = cleaned[: NAME_MAX - 9].strip()
+    base = cleaned[: NAME_MAX - 9].strip(" -")
     return f"{base}-{digest}" if base else digest
 
 
@@ -114,7 +114,7 @@ def sagemaker_name(value: str, max_len: int = NAME_MAX) -> str:
     Examples
     --------
     >>> sagemaker_name("umap3-dbscan-eps0.31")
-    'umap3-dbscan-eps0-31-5d0fdc1f'
+    'umap3-dbscan-eps0-31-5e7696d0'
     """
     if max_len < 10:
         raise ValueError(f"max_len={max_len!r} is out of range; accepted: >= 10")

@@ -1,0 +1,189 @@
+"""Tracking core: the trial API, hooks, failure isolation and strict mode.
+
+Backend failures here are real ones: an MLflow SQLite store whose directory cannot be created,
+an artifact root that is a file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from spark_clustering import base, tracking
+from spark_clustering.tracking import hooks
+
+
+@pytest.fixture()
+def broken_uri(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where MLflow wants a directory")
+    return f"sqlite:///{blocker}/mlflow.db"
+
+
+def test_hooks_are_noops_without_a_trial(tmp_path):
+    assert hooks.active_trial() is None
+    hooks.log_fit("DBSCAN", {"eps": 0.3})
+    hooks.log_metrics({"silhouette": 0.5})
+    hooks.log_input("x", "s3://b/x")
+    hooks.log_output("y", "s3://b/y")
+    hooks.log_artifact(tmp_path / "missing.png")
+    hooks.set_tags({"a": "b"})
+    base.log_metrics({"silhouette": 0.5})
+    assert hooks.active_trial() is None
+
+
+def test_trial_is_active_inside_the_block_only():
+    with tracking.trial("exp", "outer", backend="none") as outer:
+        assert hooks.active_trial() is outer
+        with tracking.trial("exp", "inner", backend="none") as inner:
+            assert tracking.active_trial() is inner
+        assert hooks.active_trial() is outer
+    assert hooks.active_trial() is None
+    assert outer.status == "completed"
+
+
+def test_start_trial_without_with_block():
+    t = tracking.start_trial("exp", "notebook", backend="none")
+    try:
+        assert hooks.active_trial() is t
+    finally:
+        t.end()
+    assert hooks.active_trial() is None
+    t.end()  # a second end is a no-op
+
+
+def test_user_exception_marks_trial_failed_and_propagates():
+    with (
+        pytest.raises(ZeroDivisionError),
+        tracking.trial("exp", "boom", backend="none") as t,
+        t.component("Training"),
+    ):
+        _ = 1 / 0
+    assert t.status == "failed"
+    assert hooks.active_trial() is None
+
+
+def test_bad_input_raises_before_any_backend_call(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^experiment='bad\|name'"):
+        tracking.trial("bad|name", "t", backend="mlflow").__enter__()
+    with pytest.raises(ValueError, match=r"^backend='wandb' is not valid"):
+        tracking.Trial("exp", "t", backend="wandb")
+    with pytest.raises(ValueError, match=r"^tags="):
+        tracking.Trial("exp", "t", tags={"bad key!": 1}, backend="mlflow")
+    assert not (tmp_path / "mlflow.db").exists()
+    with tracking.trial("exp", "t", backend="none") as t:
+        with pytest.raises(ValueError, match=r"^metric="):
+            t.log_metric("bad/../name", 1.0)
+        with pytest.raises(ValueError, match=r"^step=-1"):
+            t.log_metric("loss", 1.0, step=-1)
+        with pytest.raises(ValueError, match=r"^media_type="):
+            t.log_input("raw", "s3://b/raw", media_type="uri")
+        with pytest.raises(ValueError, match=r"^path="):
+            t.log_artifact(tmp_path / "absent.png")
+        with pytest.raises(ValueError, match=r"^component="):
+            t.open_component("Train#1")
+
+
+def test_parameter_keeps_one_value_per_component():
+    with tracking.trial("exp", "params", backend="none") as t:
+        with t.component("Training"):
+            t.log_parameters({"eps": 0.3})
+            t.log_parameters({"eps": 0.3})  # same value again is fine
+            with pytest.raises(tracking.ParameterConflict, match="'eps' was already logged"):
+                t.log_parameter("eps", 0.4)
+        with t.component("Training"):
+            t.log_parameter("eps", 0.4)  # a new component may hold another value
+
+
+def test_hooks_open_implicit_components_and_refit_moves_on():
+    with tracking.trial("exp", "hooks", backend="none") as t:
+        hooks.log_fit("KMeans", {"k": 3})
+        first = t.current_component()
+        assert first is not None and first.name == "Training" and not first.explicit
+        hooks.log_fit("UMAP", {"nNeighbors": 15})
+        assert t.current_component() is first
+        assert first.logged_params == {"KMeans.k": 3, "UMAP.nNeighbors": 15}
+        hooks.log_fit("KMeans", {"k": 4})  # refit with another k: a new Training component
+        second = t.current_component()
+        assert second is not first and second.logged_params == {"KMeans.k": 4}
+        hooks.log_metrics({"silhouette": 0.4})
+        assert t.current_component().name == "Evaluation"
+        with t.component("Preprocessing") as prep:
+            hooks.log_fit("StandardScaler", {"withMean": True})
+            assert prep.logged_params == {"StandardScaler.withMean": "true"}
+    assert t.failures == []
+
+
+def test_base_seam_logs_estimator_params():
+    from pyspark.ml.param.shared import HasMaxIter, HasSeed
+
+    class Toy(HasSeed, HasMaxIter):
+        pass
+
+    toy = Toy()
+    toy._set(maxIter=7)
+    with tracking.trial("exp", "seam", backend="none") as t:
+        base.log_fit(toy)
+        base.log_metrics({"silhouette": 0.25, "n_clusters": 4})
+    training = next(c for c in t._components if c.name == "Training")
+    assert training.logged_params["Toy.maxIter"] == 7
+    assert "Toy.seed" in training.logged_params
+    assert t.failures == []
+
+
+def test_hook_problems_are_counted_not_raised(caplog):
+    with tracking.trial("exp", "counted", backend="none") as t, caplog.at_level(logging.WARNING):
+        hooks.log_metrics({"silhouette": 0.5, "sizes": [3, 4], "bad": float("nan")})
+        hooks.log_input("bad name!", "s3://b/x")
+    whats = [f.what for f in t.failures]
+    assert whats == ["log_metrics", "log_input bad name!"]
+    assert "sizes" in t.failures[0].error and "bad" in t.failures[0].error
+    assert t.summary()["not_recorded"] == 2
+    assert "2 not recorded" in t.summary_text()
+
+
+def test_strict_trial_makes_hooks_raise():
+    with (
+        tracking.trial("exp", "strict", backend="none", strict=True),
+        pytest.raises(tracking.TrackingError, match="log_metrics failed"),
+    ):
+        hooks.log_metrics({"sizes": [1, 2]})
+
+
+def test_backend_failure_never_kills_the_job(broken_uri, caplog):
+    with (
+        caplog.at_level(logging.WARNING),
+        tracking.trial("exp", "isolated", backend="mlflow", tracking_uri=broken_uri) as t,
+    ):
+        with t.component("Training"):
+            t.log_parameters({"eps": 0.3})
+            t.log_metric("silhouette", 0.5)
+        hooks.log_fit("DBSCAN", {"eps": 0.3})
+        hooks.log_metrics({"silhouette": 0.5})
+        result = "job finished"
+    assert result == "job finished"
+    assert t.status == "completed"
+    assert t.recorded == 0
+    assert t.failures[0].what == "open backend"
+    assert "not-a-dir" in t.failures[0].error
+    summary = t.summary()
+    assert summary["not_recorded"] == len(t.failures) >= 3
+    assert any("tracking summary" in r.message for r in caplog.records)
+
+
+def test_strict_backend_failure_fails_the_job(broken_uri):
+    with (
+        pytest.raises(tracking.TrackingError, match="open backend failed"),
+        tracking.trial("exp", "strict", backend="mlflow", tracking_uri=broken_uri, strict=True),
+    ):
+        pytest.fail("the block must not run when a strict trial cannot open")
+    assert hooks.active_trial() is None
+
+
+def test_strict_from_environment(broken_uri, monkeypatch):
+    monkeypatch.setenv("SPARK_CLUSTERING_TRACKING_STRICT", "1")
+    with pytest.raises(tracking.TrackingError):
+        tracking.start_trial("exp", "strict-env", backend="mlflow", tracking_uri=broken_uri)
+    assert hooks.active_trial() is None
