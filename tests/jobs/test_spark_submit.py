@@ -1,0 +1,143 @@
+"""Every ``spark_jobs/*.py`` through the real ``spark-submit`` (pyspark's), as EMR runs it.
+
+Each job runs on a local master with the packaged library given as ``--py-files`` (the zip
+``scripts/build-dist.sh`` builds and the launcher uploads), from a temporary working folder, with
+the minimal arguments in :data:`JOBS`. A script in ``spark_jobs/`` without an entry in
+:data:`JOBS` fails the suite: add its arguments there. An entry whose script is not written yet is
+skipped, naming the script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from spark_clustering.emr import packaging
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARK_JOBS = ROOT / "spark_jobs"
+
+
+@dataclass(frozen=True)
+class Job:
+    """How to run one job: its arguments (given the working folder) and what it must leave."""
+
+    args: Callable[[Path], list[str]]
+    outputs: Callable[[Path], list[Path]] = field(default=lambda work: [])
+    before: tuple[str, ...] = ()  # jobs to run first in the same folder (their outputs feed us)
+
+
+#: job name (spark_jobs/<name>.py) -> how to run it with the smallest useful input.
+JOBS: dict[str, Job] = {
+    "prepare_features": Job(
+        args=lambda w: [
+            "--config",
+            str(ROOT / "examples" / "prepare.toml"),
+            "--output",
+            str(w / "features"),
+        ],
+        outputs=lambda w: [w / "features"],
+    ),
+    "dbscan_demo": Job(
+        args=lambda w: ["--output", str(w / "dbscan")],
+        outputs=lambda w: [w / "dbscan"],
+    ),
+}
+
+
+def spark_submit_path() -> Path:
+    import pyspark
+
+    path = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    assert path.is_file(), f"pyspark ships no spark-submit at {path}"
+    return path
+
+
+@pytest.fixture(scope="module")
+def pyfiles_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return packaging.build_pyfiles_zip(tmp_path_factory.mktemp("dist"))
+
+
+def spark_submit(
+    script: Path, args: list[str], pyfiles: Path, work: Path
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SPARK_HOME")}
+    env.update(
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_CLUSTERING_TRACKING=os.environ.get("SPARK_CLUSTERING_TRACKING", "none"),
+    )
+    cmd = [
+        str(spark_submit_path()),
+        "--master", "local[2]",
+        "--driver-memory", "2g",
+        "--py-files", str(pyfiles),
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.shuffle.partitions=4",
+        "--conf", "spark.driver.bindAddress=127.0.0.1",
+        "--conf", "spark.driver.host=127.0.0.1",
+        str(script),
+        *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def test_every_job_script_has_an_entry() -> None:
+    scripts = sorted(p.stem for p in SPARK_JOBS.glob("*.py") if not p.name.startswith("_"))
+    missing = [s for s in scripts if s not in JOBS]
+    assert not missing, (
+        f"spark_jobs/{{{','.join(missing)}}}.py have no entry in JOBS in {__file__}: add the "
+        "smallest arguments that run them, so spark-submit is tested for every job"
+    )
+
+
+def test_zip_is_what_the_driver_and_executors_import(pyfiles_zip: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import spark_clustering\n"
+        "from pyspark.sql import SparkSession\n"
+        "spark = SparkSession.builder.getOrCreate()\n"
+        "print('DRIVER', spark_clustering.__file__)\n"
+        "def where(_):\n"
+        "    import spark_clustering as sc\n"
+        "    yield sc.__file__\n"
+        "rdd = spark.sparkContext.parallelize(range(4), 2)\n"
+        "for path in set(rdd.mapPartitions(where).collect()):\n"
+        "    print('EXECUTOR', path)\n"
+        "spark.stop()\n"
+    )
+    proc = spark_submit(probe, [], pyfiles_zip, tmp_path)
+    assert proc.returncode == 0, _tail(proc.stderr)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("DRIVER", "EXECUTOR"))]
+    assert {ln.split()[0] for ln in lines} == {"DRIVER", "EXECUTOR"}
+    for line in lines:
+        # The executor sees the zip under its own copy of the --py-files; both are the zip.
+        assert pyfiles_zip.name in line.split(maxsplit=1)[1], line
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_job_runs_through_spark_submit(job: str, pyfiles_zip: Path, tmp_path: Path) -> None:
+    spec = JOBS[job]
+    for name in (*spec.before, job):
+        script = SPARK_JOBS / f"{name}.py"
+        if not script.is_file():
+            pytest.skip(f"spark_jobs/{name}.py is not written yet")
+    for name in (*spec.before, job):
+        proc = spark_submit(
+            SPARK_JOBS / f"{name}.py", JOBS[name].args(tmp_path), pyfiles_zip, tmp_path
+        )
+        assert proc.returncode == 0, f"spark-submit {name} failed:\n{_tail(proc.stderr)}"
+    for output in spec.outputs(tmp_path):
+        assert output.exists(), f"{job} did not write {output}"
