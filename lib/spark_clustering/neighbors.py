@@ -1,0 +1,305 @@
+"""DBSCAN's eps from the k-distance graph, computed on Spark without collecting the data.
+
+The k-distance of a point is the distance to its k-th nearest point of the dataset, **the point
+itself counted** (as scikit-learn's ``min_samples`` and our DBSCAN's ``minPoints`` count it):
+with ``eps`` at least a point's k-distance, that point is a core point for ``minPoints = k``.
+So ``k = 1`` gives 0 for every point; use ``k = minPoints``.
+
+How: a bounded sample of query points (``sampleSize`` rows, the only data brought to the
+driver) is broadcast; each partition builds a ``scipy.spatial.cKDTree`` over its own rows and
+returns, for every query, its ``k`` smallest distances; the per-partition answers are merged
+with a tree reduce (only ``sampleSize x k`` numbers move). The result is the exact k-distance of
+each sampled query against the whole dataset. When the data has at most ``sampleSize`` rows,
+every row is a query and the curve is the exact full curve.
+
+The knee is found by Kneedle (Satopaa et al., 2011, offline form): the sorted curve is resampled
+at ``grid`` evenly spaced quantiles from 0 to ``trim`` (default the 99th percentile), both axes
+are scaled to [0, 1], and the knee is where ``x - y`` is largest (the point of the increasing
+convex curve farthest below the chord). Trimming the top 1% matters: the largest k-distances
+(isolated noise) grow with the number of points looked at, and normalising by the maximum
+would make a sample's knee drift from the full curve's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+from pyspark.sql import functions as F
+
+from .base import check_choice, check_range
+from .features.vectors import (
+    coordinate_names,
+    handle_invalid_rows,
+    scan_features,
+    with_coordinates,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from pyspark.sql import DataFrame
+
+__all__ = ["KDistanceGraph", "k_distances", "kneedle", "suggest_eps"]
+
+DEFAULT_SAMPLE_SIZE = 10_000
+DEFAULT_MAX_SAMPLE_SIZE = 200_000
+
+
+def kneedle(curve: np.ndarray) -> int:
+    """Index of the knee of an increasing curve by Kneedle (maximum of ``x_norm - y_norm``).
+
+    ``curve`` is sorted ascending (an increasing, mostly convex curve such as sorted
+    k-distances). Returns 0 for a flat curve or a curve of fewer than 3 points.
+    """
+    y = np.asarray(curve, dtype=np.float64)
+    if y.ndim != 1:
+        raise ValueError(f"curve must be one-dimensional, got shape {y.shape}")
+    n = len(y)
+    if n < 3 or y[-1] <= y[0]:
+        return 0
+    x = np.linspace(0.0, 1.0, n)
+    y_norm = (y - y[0]) / (y[-1] - y[0])
+    return int(np.argmax(x - y_norm))
+
+
+def knee_of_sorted(distances: np.ndarray, trim: float = 0.99, grid: int = 1000) -> float:
+    """The knee value of sorted k-distances: Kneedle on ``grid`` quantiles from 0 to ``trim``."""
+    check_range("trim", trim, gt=0.0, le=1.0)
+    check_range("grid", grid, ge=3)
+    if len(distances) == 0:
+        raise ValueError("no k-distances to find a knee in")
+    q = np.quantile(np.asarray(distances, dtype=np.float64), np.linspace(0.0, trim, grid))
+    return float(q[kneedle(q)])
+
+
+@dataclass
+class KDistanceGraph:
+    """The sorted k-distance curve of the sampled queries and its knee (the suggested eps).
+
+    Attributes
+    ----------
+    eps : float
+        Suggested eps: the knee of the curve (see the module docstring for the method).
+    k : int
+        Neighbours counted, the point itself included (use DBSCAN's ``minPoints``).
+    distances : numpy.ndarray
+        k-distances of the sampled query points, sorted ascending.
+    knee_index : int
+        Position of the knee in ``distances``.
+    n_rows : int
+        Rows of the dataset the queries were searched against.
+    exact : bool
+        True when every row was a query (the full curve).
+    trim : float
+        Quantile where the curve was cut before Kneedle.
+    """
+
+    eps: float
+    k: int
+    distances: np.ndarray = field(repr=False)
+    knee_index: int
+    n_rows: int
+    exact: bool
+    trim: float
+
+    @property
+    def sample_size(self) -> int:
+        """Number of query points on the curve."""
+        return len(self.distances)
+
+    def plot(self, path: str, title: str | None = None) -> str:
+        """Write the k-distance graph as a PNG with the knee marked; returns ``path``."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4.5), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        rank = np.arange(1, len(self.distances) + 1)
+        ax.plot(rank, self.distances, lw=1.2, color="#1f77b4", label=f"{self.k}-distance")
+        ax.axhline(self.eps, color="#d62728", ls="--", lw=1)
+        ax.plot([self.knee_index + 1], [self.eps], "o", color="#d62728", label="knee")
+        ax.annotate(
+            f"eps = {self.eps:.4g}",
+            (self.knee_index + 1, self.eps),
+            textcoords="offset points",
+            xytext=(-90, 12),
+            color="#d62728",
+        )
+        what = "all" if self.exact else f"{self.sample_size} sampled of"
+        ax.set_title(title or f"k-distance graph (k={self.k}, {what} {self.n_rows} rows)")
+        ax.set_xlabel("query points sorted by k-distance")
+        ax.set_ylabel(f"distance to the {self.k}-th nearest point (itself included)")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+        return path
+
+
+def _check(k: int, sampleSize: int, maxSampleSize: int, handleInvalid: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k={k!r} is not valid; accepted: an integer >= 1 (DBSCAN's minPoints)")
+    check_range("k", k, ge=1)
+    check_range("sampleSize", sampleSize, ge=1)
+    check_range("maxSampleSize", maxSampleSize, ge=1)
+    if sampleSize > maxSampleSize:
+        raise ValueError(
+            f"sampleSize={sampleSize} is past maxSampleSize={maxSampleSize}: that many query "
+            "rows would be collected to the driver and broadcast; lower sampleSize or raise "
+            "maxSampleSize"
+        )
+    check_choice("handleInvalid", handleInvalid, ("error", "skip"))
+
+
+def _merge_topk(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    k = a.shape[1]
+    both = np.concatenate([a, b], axis=1)
+    return np.sort(np.partition(both, k - 1, axis=1)[:, :k], axis=1)
+
+
+def _query_k_distances(
+    df: DataFrame,
+    k: int,
+    featuresCol: str,
+    sampleSize: int,
+    seed: int,
+    maxSampleSize: int,
+    handleInvalid: str,
+) -> tuple[np.ndarray, int, bool]:
+    """Exact k-distances (itself counted) of sampled rows against every row; sorted."""
+    import pandas as pd
+
+    _check(k, sampleSize, maxSampleSize, handleInvalid)
+    stats = scan_features(df, featuresCol)
+    df = handle_invalid_rows(df, featuresCol, stats, handleInvalid)
+    n = stats.n_rows - (stats.n_invalid if handleInvalid == "skip" else 0)
+    if n == 0:
+        raise ValueError(f"featuresCol={featuresCol!r}: the DataFrame has no valid rows")
+    if k > n:
+        raise ValueError(f"k={k} is larger than the number of rows ({n}); accepted: 1 <= k <= n")
+    assert stats.dimension is not None
+    coords = coordinate_names(stats.dimension)
+    flat = with_coordinates(df.select(featuresCol), featuresCol, stats.dimension).select(*coords)
+    exact = n <= sampleSize
+    queries_df = flat if exact else flat.orderBy(F.rand(seed)).limit(sampleSize)
+    queries = cast("pd.DataFrame", queries_df.toPandas()).to_numpy(dtype=np.float64)
+    m = len(queries)
+    sc = df.sparkSession.sparkContext
+    bc = sc.broadcast(queries)
+
+    def per_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from scipy.spatial import cKDTree
+
+        parts = [b[coords].to_numpy(dtype=np.float64) for b in batches]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return
+        points = np.concatenate(parts)
+        kk = min(k, len(points))
+        dist, _ = cKDTree(points).query(bc.value, k=kk)
+        dist = np.asarray(dist, dtype=np.float64).reshape(len(bc.value), kk)
+        if kk < k:  # a small partition: its missing neighbours are "infinitely far"
+            dist = np.hstack([dist, np.full((len(dist), k - kk), np.inf)])
+        yield pd.DataFrame({"d": [np.ascontiguousarray(dist).tobytes()]})
+
+    parts = flat.mapInPandas(per_partition, "d binary").rdd.map(  # type: ignore[arg-type]
+        lambda row: np.frombuffer(row[0], dtype=np.float64).reshape(m, k)
+    )
+    merged = parts.treeReduce(_merge_topk)
+    bc.unpersist()
+    return np.sort(merged[:, k - 1]), n, exact
+
+
+def k_distances(
+    df: DataFrame,
+    k: int,
+    featuresCol: str = "features",
+    *,
+    sampleSize: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+    maxSampleSize: int = DEFAULT_MAX_SAMPLE_SIZE,
+    handleInvalid: str = "error",
+) -> np.ndarray:
+    """Sorted k-distances (point itself counted) of up to ``sampleSize`` sampled rows.
+
+    Each value is exact against the whole dataset; see the module docstring for how it is
+    distributed. At most ``sampleSize`` rows reach the driver (and are broadcast); a
+    ``sampleSize`` past ``maxSampleSize`` raises ``ValueError``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with a features column (vector, dense or sparse, or array of numbers).
+    k : int
+        Neighbours counted, the point itself included (``1 <= k <= rows``).
+    featuresCol : str
+        The features column.
+    sampleSize : int
+        Query rows sampled by Spark (``orderBy(rand(seed)).limit``); all rows when fewer.
+    seed : int
+        Seed of the sample.
+    maxSampleSize : int
+        Hard limit on ``sampleSize``.
+    handleInvalid : {"error", "skip"}
+        Rows with null/NaN/infinite features: fail naming the count, or leave them out.
+
+    Examples
+    --------
+    >>> d = k_distances(df, k=10, sampleSize=5000)  # doctest: +SKIP
+    >>> d.shape, bool((d[1:] >= d[:-1]).all())  # doctest: +SKIP
+    ((5000,), True)
+    """
+    distances, _, _ = _query_k_distances(
+        df, k, featuresCol, sampleSize, seed, maxSampleSize, handleInvalid
+    )
+    return distances
+
+
+def suggest_eps(
+    df: DataFrame,
+    k: int,
+    featuresCol: str = "features",
+    *,
+    sampleSize: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+    maxSampleSize: int = DEFAULT_MAX_SAMPLE_SIZE,
+    trim: float = 0.99,
+    grid: int = 1000,
+    handleInvalid: str = "error",
+) -> KDistanceGraph:
+    """Suggest DBSCAN's eps for ``minPoints = k``: the knee of the k-distance graph.
+
+    Parameters
+    ----------
+    df, k, featuresCol, sampleSize, seed, maxSampleSize, handleInvalid
+        As :func:`k_distances`.
+    trim : float
+        Quantile where the sorted curve is cut before Kneedle (default 0.99; 1.0 keeps it all).
+    grid : int
+        Quantiles the curve is resampled at before Kneedle.
+
+    Returns
+    -------
+    KDistanceGraph
+        ``eps``, the sorted ``distances``, ``knee_index`` and ``plot(path)``.
+
+    Examples
+    --------
+    >>> g = suggest_eps(df, k=10, sampleSize=10000, seed=1)  # doctest: +SKIP
+    >>> g.eps  # doctest: +SKIP
+    0.53
+    >>> g.plot("k_distance.png")  # doctest: +SKIP
+    'k_distance.png'
+    """
+    check_range("trim", trim, gt=0.0, le=1.0)
+    check_range("grid", grid, ge=3)
+    distances, n, exact = _query_k_distances(
+        df, k, featuresCol, sampleSize, seed, maxSampleSize, handleInvalid
+    )
+    eps = knee_of_sorted(distances, trim=trim, grid=grid)
+    index = min(int(np.searchsorted(distances, eps)), len(distances) - 1)
+    return KDistanceGraph(
+        eps=eps, k=int(k), distances=distances, knee_index=index, n_rows=n, exact=exact, trim=trim
+    )

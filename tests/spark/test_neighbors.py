@@ -1,0 +1,120 @@
+"""k_distances / suggest_eps against scikit-learn's exact k-NN on the same points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml.linalg import Vectors
+from sklearn.neighbors import NearestNeighbors
+
+from spark_clustering import k_distances, suggest_eps
+from spark_clustering.neighbors import knee_of_sorted
+
+pytestmark = pytest.mark.spark
+
+
+def _points(n: int, seed: int = 0) -> np.ndarray:
+    """3-D blobs of different spreads plus 5% uniform noise (the DBSCAN benchmark's shape)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-20, 20, size=(4, 3))
+    m = n - n // 20
+    blobs = np.concatenate(
+        [rng.normal(c, s, size=(m // 4, 3)) for c, s in zip(centers, (0.5, 1, 1.5, 2), strict=True)]
+    )
+    noise = rng.uniform(-25, 25, size=(n - len(blobs), 3))
+    return np.vstack([blobs, noise])
+
+
+def _exact(x: np.ndarray, k: int) -> np.ndarray:
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)  # the point itself counted
+    return np.sort(dist[:, -1])
+
+
+def _df(spark, x, partitions=4):
+    return spark.createDataFrame(
+        [(Vectors.dense(r),) for r in x.tolist()], ["features"]
+    ).repartition(partitions)
+
+
+@pytest.fixture(scope="module")
+def data(spark):
+    x = _points(3000)
+    return x, _df(spark, x).cache()
+
+
+def test_full_curve_equals_sklearn(data):
+    x, df = data
+    got = k_distances(df, 8, sampleSize=5000)
+    np.testing.assert_allclose(got, _exact(x, 8), rtol=1e-12)
+
+
+def test_sampled_queries_are_exact_against_all_rows(data):
+    x, df = data
+    got = k_distances(df, 8, sampleSize=400, seed=3)
+    assert got.shape == (400,)
+    full = _exact(x, 8)
+    # every sampled value is some row's exact k-distance
+    pos = np.clip(np.searchsorted(full, got), 0, len(full) - 1)
+    near = np.minimum(np.abs(full[pos] - got), np.abs(full[np.maximum(pos - 1, 0)] - got))
+    assert near.max() < 1e-12
+    assert np.array_equal(got, k_distances(df, 8, sampleSize=400, seed=3))  # deterministic
+    assert not np.array_equal(got, k_distances(df, 8, sampleSize=400, seed=4))
+
+
+def test_partitions_smaller_than_k(spark):
+    x = _points(60, seed=2)
+    df = _df(spark, x, partitions=12)  # ~5 rows per partition, k = 9
+    np.testing.assert_allclose(k_distances(df, 9), _exact(x, 9), rtol=1e-12)
+
+
+def test_array_and_sparse_input(spark):
+    x = _points(200, seed=4)
+    x[::2, 0] = 0.0
+    arr = spark.createDataFrame([(r,) for r in x.tolist()], "features array<double>")
+    sparse = spark.createDataFrame(
+        [(Vectors.sparse(3, {i: v for i, v in enumerate(r) if v != 0}),) for r in x.tolist()],
+        ["features"],
+    )
+    np.testing.assert_allclose(k_distances(arr, 5), _exact(x, 5), rtol=1e-12)
+    np.testing.assert_allclose(k_distances(sparse, 5), _exact(x, 5), rtol=1e-12)
+
+
+def test_suggest_eps_full_and_sampled(data, tmp_path):
+    x, df = data
+    full = _exact(x, 8)
+    exact = suggest_eps(df, 8, sampleSize=5000)
+    assert exact.exact and exact.sample_size == 3000 and exact.n_rows == 3000
+    assert exact.eps == pytest.approx(knee_of_sorted(full), rel=1e-12)
+    assert exact.distances[exact.knee_index] >= exact.eps
+    # the knee sits between the blobs' k-distances and the noise's
+    assert np.quantile(full, 0.5) < exact.eps < np.quantile(full, 0.99)
+    sampled = suggest_eps(df, 8, sampleSize=1000, seed=1)
+    assert not sampled.exact and sampled.sample_size == 1000
+    assert sampled.eps == pytest.approx(exact.eps, rel=0.1)
+    out = sampled.plot(str(tmp_path / "kdist.png"))
+    with open(out, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input(spark, data):
+    _, df = data
+    with pytest.raises(ValueError, match="k=0"):
+        k_distances(df, 0)
+    with pytest.raises(ValueError, match=r"k=5000 is larger than the number of rows \(3000\)"):
+        k_distances(df, 5000)
+    with pytest.raises(ValueError, match="sampleSize=0"):
+        suggest_eps(df, 4, sampleSize=0)
+    with pytest.raises(ValueError, match="maxSampleSize=100"):
+        suggest_eps(df, 4, sampleSize=1000, maxSampleSize=100)
+    with pytest.raises(ValueError, match="featuresCol='nope'"):
+        k_distances(df, 4, featuresCol="nope")
+    with pytest.raises(ValueError, match=r"k=2\.5"):
+        k_distances(df, 2.5)  # type: ignore[arg-type]
+    nan = spark.createDataFrame(
+        [(Vectors.dense([0.0, float("nan")]),)] + [(Vectors.dense([i, 1.0]),) for i in range(5)],
+        ["features"],
+    )
+    with pytest.raises(ValueError, match="1 of 6 rows"):
+        k_distances(nan, 2)
+    got = k_distances(nan, 2, handleInvalid="skip")
+    np.testing.assert_allclose(got, np.ones(5))
