@@ -31,7 +31,9 @@ BASE_COLUMNS = ("trial", "status", "start_time", "run_id")
 LOWER_IS_BETTER = re.compile(
     r"davies|bouldin|noise|loss|error|inertia|cost|time|seconds|bic|aic", re.I
 )
-_FILTER_RE = re.compile(r"^\s*(?P<col>[^<>=!~]+?)\s*(?P<op><=|>=|!=|==|=|<|>|~)\s*(?P<val>.*?)\s*$")
+_FILTER_RE = re.compile(
+    r"^\s*(?P<col>[^<>=!~]+?)\s*(?P<op><=|>=|!=|==|=|<|>|~)\s*(?P<val>[^<>=!~\s].*?)?\s*$"
+)
 
 
 def parse_filter(text: str) -> tuple[str, str, str]:
