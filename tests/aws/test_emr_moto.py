@@ -37,6 +37,10 @@ def aws(aws_endpoint: str) -> dict[str, Any]:
     s3.create_bucket(Bucket=BUCKET)
     kms = boto3.client("kms", region_name=REGION, endpoint_url=aws_endpoint)
     key_arn = kms.create_key(Description="spark-clustering")["KeyMetadata"]["Arn"]
+    # The in-transit certificates are provisioned with the key, outside the launcher.
+    s3.put_object(
+        Bucket=BUCKET, Key="spark-clustering/tls/certs.zip", Body=b"PK\x05\x06" + bytes(18)
+    )
     emr = boto3.client("emr", region_name=REGION, endpoint_url=aws_endpoint)
     return {"endpoint": aws_endpoint, "s3": s3, "emr": emr, "kms_key_arn": key_arn}
 
@@ -137,10 +141,23 @@ def test_security_configuration_is_reused_only_when_identical(
 
     data = json.loads(path.read_text())
     data["security_configuration"]["tls_certificates_s3_object"] = f"s3://{BUCKET}/other.zip"
+    aws["s3"].put_object(Bucket=BUCKET, Key="other.zip", Body=b"PK\x05\x06" + bytes(18))
     path.write_text(json.dumps(data))
     config = load_launch_config(path)
     with pytest.raises(ValueError, match="already exists with different content"):
         launcher.execute_launch(launcher.plan_launch(config), launcher.make_clients(config))
+
+
+def test_launch_stops_before_any_upload_without_tls_certificates(
+    tmp_path: Path, aws: dict[str, Any], dist: packaging.Dist, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws["s3"].delete_object(Bucket=BUCKET, Key="spark-clustering/tls/certs.zip")
+    path = write_config(tmp_path, aws, dist)
+    config = load_launch_config(path)
+    with pytest.raises(ValueError, match=r"tls_certificates_s3_object=.*cannot be read"):
+        launcher.execute_launch(launcher.plan_launch(config), launcher.make_clients(config))
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert aws["emr"].list_clusters()["Clusters"] == []
 
 
 def _moto_steps(cluster_id: str) -> list[Any]:

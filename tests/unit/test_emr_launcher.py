@@ -358,3 +358,16 @@ def test_template_placeholders_must_all_be_filled() -> None:
     del values["KmsKeyArn"]
     with pytest.raises(ValueError, match=r"no value for placeholder\(s\) \['KmsKeyArn'\]"):
         render_template(text, values, "instance-role-policy.json")
+
+
+def test_cli_module_imports_neither_spark_nor_boto3() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, spark_clustering.jobs.emr, spark_clustering.emr.launcher, "
+        "spark_clustering.emr.config, spark_clustering.emr.packaging; "
+        "print(sorted(m for m in ('pyspark', 'boto3') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

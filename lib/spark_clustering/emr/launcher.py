@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import packaging
-from .config import NODE_JARS_DIR, LaunchConfig, security_configuration_json
+from .config import NODE_JARS_DIR, LaunchConfig, security_configuration_json, split_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -343,10 +343,30 @@ def _ensure_security_configuration(clients: Clients, request: dict[str, Any]) ->
     log.info("security configuration %s already exists and matches", request["Name"])
 
 
+def _check_tls_certificates(clients: Clients, security_json: str) -> None:
+    """In-transit encryption fails at cluster start without its certificates: check first."""
+    from botocore.exceptions import ClientError
+
+    tls = json.loads(security_json)["EncryptionConfiguration"]["InTransitEncryptionConfiguration"]
+    uri = tls["TLSCertificateConfiguration"].get("S3Object")
+    if not uri:
+        return
+    bucket, key = split_s3_uri(uri, "security_configuration.tls_certificates_s3_object")
+    try:
+        clients.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        raise ValueError(
+            f"security_configuration.tls_certificates_s3_object={uri!r} cannot be read ({code}); "
+            "accepted: an existing zip of PEM certificates the launcher may read"
+        ) from None
+
+
 def execute_launch(plan: Plan, clients: Clients) -> str:
     """Run a launch plan; returns the new cluster id."""
-    _upload_all(clients, plan.uploads)
     ops = dict(plan.requests)
+    _check_tls_certificates(clients, ops["create_security_configuration"]["SecurityConfiguration"])
+    _upload_all(clients, plan.uploads)
     _ensure_security_configuration(clients, ops["create_security_configuration"])
     response = clients.emr.run_job_flow(**ops["run_job_flow"])
     return str(response["JobFlowId"])
