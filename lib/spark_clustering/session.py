@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -164,6 +165,54 @@ def resolve_gpu(gpu: str | bool, conf: Mapping[str, str]) -> tuple[bool, str]:
     if not gpu_available():
         return False, "gpu='auto': RAPIDS jar found but no NVIDIA GPU visible (nvidia-smi)"
     return True, f"gpu='auto': RAPIDS jar {jar} and a GPU are present"
+
+
+def rapids_enabled(spark: SparkSession) -> bool:
+    """True when this session runs with the RAPIDS Accelerator plugin and SQL on the GPU on."""
+    conf = spark.sparkContext.getConf()
+    plugins = conf.get("spark.plugins", "") or ""
+    sql_on = (conf.get("spark.rapids.sql.enabled", "true") or "true").lower() == "true"
+    return RAPIDS_PLUGIN in plugins.split(",") and sql_on
+
+
+#: Plan nodes that are neither work on the CPU nor on the GPU (AQE wrappers, codegen stages).
+_PLAN_WRAPPERS = frozenset(
+    {
+        "AdaptiveSparkPlan", "ShuffleQueryStage", "BroadcastQueryStage", "TableCacheQueryStage",
+        "ResultQueryStage", "AQEShuffleRead", "InputAdapter", "WholeStageCodegen",
+        "ColumnarToRow", "RowToColumnar", "ReusedExchange", "InMemoryRelation",
+        "CustomShuffleReader", "Subquery", "SubqueryBroadcast", "ReusedSubquery",
+    }
+)  # fmt: skip
+_PLAN_NODE = re.compile(r"^[\s:|+\-]*(?:\*\(\d+\)\s*)?([A-Z][A-Za-z0-9]+)")
+
+
+def plan_operators(plan: str) -> list[str]:
+    """Physical operator names of an executed plan string (AQE's final plan only)."""
+    final = plan.split("== Initial Plan ==")[0]
+    names = []
+    for line in final.splitlines():
+        if "== " in line:
+            continue
+        match = _PLAN_NODE.match(line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def gpu_fallbacks(plan: str) -> tuple[list[str], list[str]]:
+    """(operators on the GPU, operators that stayed on the CPU) in an executed plan string.
+
+    Under the RAPIDS Accelerator, operators it replaced are named ``Gpu...``; any other
+    operator (outside AQE and codegen wrappers) ran on the CPU: it fell back.
+    """
+    on_gpu, on_cpu = [], []
+    for name in plan_operators(plan):
+        if name.startswith("Gpu"):
+            on_gpu.append(name)
+        elif name not in _PLAN_WRAPPERS:
+            on_cpu.append(name)
+    return on_gpu, on_cpu
 
 
 def _merge_jars(conf: dict[str, str], jars: Iterable[str]) -> None:

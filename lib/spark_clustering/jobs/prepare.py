@@ -1,0 +1,177 @@
+"""``spark-clustering prepare --config FILE``: the feature preparation job.
+
+Reads the TOML spec (validated before Spark starts), runs
+:func:`spark_clustering.features.prepare.prepare_features`, and writes features, the fitted
+``PipelineModel``, ``preparation.json`` and the report atomically: into a temporary sibling of
+the output directory, renamed into place only when everything is written. Bad input the spec
+does not allow ends the job with exit code 2 and one clear error line, no output written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``prepare`` sub-command."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="prepare a features column from raw customer data (declarative TOML spec)",
+        description=(
+            "Aggregate, clean, scale and assemble raw customer data into (id, features) as the "
+            "TOML spec says; write features, the fitted scaling PipelineModel and a report "
+            "(correlation, PCA, charts) atomically. See docs/features.md."
+        ),
+    )
+    _arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="the TOML spec (see examples/prepare.toml)")
+    p.add_argument("--input", default=None, help="override input.path")
+    p.add_argument("--output", default=None, help="override output.path")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
+    p.add_argument(
+        "--gpu",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="RAPIDS Accelerator: auto (jar and GPU present), on, off (default auto)",
+    )
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
+    )
+
+
+def gpu_summary(spark: SparkSession, df: DataFrame | None = None) -> dict[str, Any]:
+    """Whether the RAPIDS Accelerator ran this job, and which operators stayed on the CPU.
+
+    The per-operator view comes from the executed plan of ``df`` (``Gpu*`` operators ran on
+    the GPU); the plugin's own ``spark.rapids.sql.explain=NOT_ON_GPU`` reasons are in the
+    driver log.
+    """
+    from spark_clustering.session import RAPIDS_PLUGIN, gpu_fallbacks, rapids_enabled
+
+    active = rapids_enabled(spark)
+    out: dict[str, Any] = {"rapids_enabled": active}
+    if not active:
+        log.info("ran on the CPU: the RAPIDS Accelerator plugin is not enabled")
+        return out
+    if df is not None:
+        try:
+            plan = df._jdf.queryExecution().executedPlan().toString()
+        except Exception as exc:  # a plan string is diagnostics only
+            log.debug("could not read the executed plan: %s", exc)
+            plan = ""
+        on_gpu, on_cpu = gpu_fallbacks(plan)
+        out.update(gpu_operators=sorted(set(on_gpu)), cpu_fallbacks=sorted(set(on_cpu)))
+        log.info(
+            "RAPIDS Accelerator active: %d operator(s) on the GPU; fell back to the CPU: %s "
+            "(reasons: spark.rapids.sql.explain=NOT_ON_GPU lines in the driver log)",
+            len(on_gpu),
+            sorted(set(on_cpu)) or "none",
+        )
+    else:
+        log.info("RAPIDS Accelerator active (spark.plugins=%s)", RAPIDS_PLUGIN)
+    return out
+
+
+def run_prepare(
+    config: str,
+    *,
+    input_path: str | None = None,
+    output_path: str | None = None,
+    spark: SparkSession | None = None,
+    master: str | None = None,
+    gpu: str = "auto",
+    conf: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run the preparation job; returns a summary. Raises ``ValueError`` on bad spec/input."""
+    from spark_clustering.features.prepare import prepare_features
+    from spark_clustering.features.spec import load_spec
+    from spark_clustering.jobs.io import atomic_output
+    from spark_clustering.session import get_spark
+
+    spec = load_spec(config).with_paths(input_path, output_path)  # fails before Spark starts
+    start = time.perf_counter()
+    if spark is None:
+        spark = get_spark("spark-clustering-prepare", master=master, conf=conf, gpu=gpu)
+    prepared = prepare_features(spark, spec)
+    try:
+        table = prepared._cached[0] if prepared._cached else None
+        prepared.report["runtime"] = {
+            "spark_version": spark.version,
+            "master": spark.sparkContext.master,
+            **gpu_summary(spark, table),
+        }
+        with atomic_output(spark, spec.output.path) as tmp:
+            prepared.save(spark, tmp)
+    finally:
+        prepared.unpersist()
+    seconds = time.perf_counter() - start
+    summary = {
+        "output": spec.output.path,
+        "customers": prepared.report["customers"],
+        "features": len(prepared.feature_names),
+        "seconds": round(seconds, 2),
+    }
+    log.info(
+        "prepared %d customers x %d features into %s in %.1f s",
+        summary["customers"],
+        summary["features"],
+        spec.output.path,
+        seconds,
+    )
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command; exit code 2 with one error line on a bad spec or bad input."""
+    conf = {}
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: --conf {item!r}; accepted: KEY=VALUE", file=sys.stderr)
+            return 2
+        conf[key] = value
+    try:
+        run_prepare(
+            args.config,
+            input_path=args.input,
+            output_path=args.output,
+            master=args.master,
+            gpu=args.gpu,
+            conf=conf,
+        )
+    except ValueError as exc:
+        log.error("prepare failed, no output written: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``spark_jobs/prepare_features.py`` and ``python -m``; returns exit code."""
+    p = argparse.ArgumentParser(prog="prepare_features", description=__doc__)
+    _arguments(p)
+    args = p.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
