@@ -77,7 +77,7 @@ def test_trial_reads_back_through_mlflow(store, client, tmp_path, monkeypatch):
     assert parent.data.params == {"seed": "42"}
     tags = parent.data.tags
     assert tags["owner"] == "segmentation-team"
-    assert tags["db_password"] == "***REDACTED***"
+    assert tags["db_password"] == "__REDACTED__"
     assert tags["git.commit"] == "0123456789abcdef0123456789abcdef01234567"
     assert tags["mlflow.source.git.commit"] == tags["git.commit"]
     assert tags["spark_clustering.version"] == spark_clustering.__version__
@@ -89,12 +89,12 @@ def test_trial_reads_back_through_mlflow(store, client, tmp_path, monkeypatch):
     prep, train, evaluation = by_name["Preprocessing"], by_name["Training"], by_name["Evaluation"]
     assert prep.data.params == {
         "features": "recency,frequency,monetary",
-        "api_token": "***REDACTED***",
+        "api_token": "__REDACTED__",
     }
     assert prep.data.tags["input.transactions"] == "s3://bucket/raw/2026-11/"
     assert prep.data.tags["input.transactions.media_type"] == "s3/uri"
     assert train.data.params == {"eps": "0.31", "minPoints": "20"}
-    assert train.data.tags["output.assignments"] == "s3://***REDACTED***@bucket/out/"
+    assert train.data.tags["output.assignments"] == "s3://__REDACTED__@bucket/out/"
     history = client.get_metric_history(train.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
     assert train.data.metrics["silhouette"] == 0.5

@@ -6,6 +6,7 @@ loaded in this process, so a bare driver (or a notebook without Spark) pays noth
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,9 +30,15 @@ def git_commit(start: str | os.PathLike[str] | None = None) -> str | None:
     if os.environ.get("SPARK_CLUSTERING_GIT_COMMIT"):
         return os.environ["SPARK_CLUSTERING_GIT_COMMIT"]
     where = Path(start) if start is not None else Path(__file__).resolve().parent
+    return _git_head(str(where))
+
+
+@functools.lru_cache(maxsize=8)
+def _git_head(where: str) -> str | None:
+    """``git rev-parse HEAD`` once per directory and process (a sweep opens many trials)."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            ["git", "-C", where, "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,

@@ -40,7 +40,7 @@ _MEDIA_TYPE_RE = re.compile(r"^[-\w]+/[-\w+]+$")
 #: SageMaker's StringValue limit for parameters (MLflow allows 6000).
 PARAM_VALUE_MAX = 2500
 
-REDACTED = "***REDACTED***"
+REDACTED = "__REDACTED__"  # tag-safe on SageMaker (no "*" there)
 #: Substrings of a key (lower-cased, separators removed) that mark a credential.
 _SECRET_MARKERS = (
     "secret",

@@ -69,6 +69,9 @@ def _error_code(exc: BaseException) -> str:
 
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+#: (client id, logical experiment) -> [shard index, shard name, trials counted in it]
+_SHARDS: dict[tuple[int, str], list[Any]] = {}
+_SHARDS_LOCK = threading.RLock()
 
 
 def _client(service: str, config: TrackingConfig) -> Any:
@@ -102,7 +105,7 @@ def _client(service: str, config: TrackingConfig) -> Any:
                 service,
                 endpoint_url=config.endpoint_url,
                 config=Config(
-                    retries={"mode": "standard", "max_attempts": config.max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": config.max_attempts},
                     user_agent_extra="spark-clustering-tracking",
                 ),
             )
@@ -117,8 +120,6 @@ class SageMakerBackend:
         self.sm = _client("sagemaker", config)
         self.metrics = _client("sagemaker-metrics", config)
         self._s3: Any = None
-        #: logical experiment -> [shard index, shard name, trials counted in it]
-        self._shards: dict[str, list[Any]] = {}
 
     # ----------------------------------------------------------------------------- experiments
 
@@ -204,40 +205,62 @@ class SageMakerBackend:
         )
 
     def _shard_for(self, experiment: str) -> list[Any]:
-        state = self._shards.get(experiment)
-        if state is None:
-            shards = self.find_shards(experiment)
-            if not shards:
-                state = [1, self._create_shard(experiment, 1), 0]
-            else:
-                index, name = shards[-1]
-                state = [index, name, self._count_trials(name)]
-            self._shards[experiment] = state
-        if state[2] >= self.config.max_trials_per_experiment:
-            self._next_shard(experiment)
-        return self._shards[experiment]
+        """[index, name, trials counted] of the shard new trials go to, creating it if needed.
+
+        The state is kept per process and client, so a sweep looks its experiment up once; a
+        count that is stale because other jobs added trials is corrected by the service's
+        ResourceLimitExceeded, which moves on to the next shard.
+        """
+        key = (id(self.sm), experiment)
+        with _SHARDS_LOCK:
+            state = _SHARDS.get(key)
+            if state is None:
+                shards = self.find_shards(experiment)
+                if not shards:
+                    state = [1, self._create_shard(experiment, 1), 0]
+                else:
+                    index, name = shards[-1]
+                    state = [index, name, self._count_trials(name)]
+                _SHARDS[key] = state
+            if state[2] >= self.config.max_trials_per_experiment:
+                state[:] = [state[0] + 1, self._create_shard(experiment, state[0] + 1), 0]
+            return state
 
     def _next_shard(self, experiment: str) -> None:
-        state = self._shards[experiment]
-        index = state[0] + 1
-        self._shards[experiment] = [index, self._create_shard(experiment, index), 0]
+        with _SHARDS_LOCK:
+            state = _SHARDS[(id(self.sm), experiment)]
+            state[2] = self.config.max_trials_per_experiment
+
+    def _forget(self, experiment: str) -> None:
+        with _SHARDS_LOCK:
+            _SHARDS.pop((id(self.sm), experiment), None)
 
     # ----------------------------------------------------------------------------- trials
 
     def _create_trial(self, handle: dict[str, Any], name: str, tags: dict[str, str]) -> str:
-        state = self._shard_for(handle["experiment"])
-        for attempt in range(2):
+        experiment = handle["experiment"]
+        for attempt in range(3):
+            state = self._shard_for(experiment)
             try:
-                arn = str(self.sm.create_trial(TrialName=name, ExperimentName=state[1])["TrialArn"])
+                response = self.sm.create_trial(TrialName=name, ExperimentName=state[1])
                 break
             except Exception as exc:
-                if _error_code(exc) != "ResourceLimitExceeded" or attempt:
+                code = _error_code(exc)
+                if attempt == 2:
                     raise
-                # the service says the shard is full (parallel jobs, or a lower quota)
-                self._next_shard(handle["experiment"])
-                state = self._shards[handle["experiment"]]
-        state[2] += 1
+                if code == "ResourceLimitExceeded":
+                    # the service says the shard is full (parallel jobs, or a lower quota)
+                    self._next_shard(experiment)
+                elif code in ("ResourceNotFound", "ValidationException") and "xperiment" in str(
+                    exc
+                ):
+                    self._forget(experiment)  # the shard was deleted since we looked it up
+                else:
+                    raise
+        with _SHARDS_LOCK:
+            state[2] += 1
         handle["shard"] = state[1]
+        arn = str(response["TrialArn"])
         self._add_tags(arn, tags)
         return arn
 
