@@ -187,3 +187,15 @@ def test_strict_from_environment(broken_uri, monkeypatch):
     with pytest.raises(tracking.TrackingError):
         tracking.start_trial("exp", "strict-env", backend="mlflow", tracking_uri=broken_uri)
     assert hooks.active_trial() is None
+
+
+@pytest.mark.spark
+def test_run_context_names_the_active_spark_application(spark):
+    from spark_clustering.tracking.context import run_context
+
+    tags = run_context()
+    assert tags["spark.app_id"] == spark.sparkContext.applicationId
+    assert tags["spark.master"] == spark.sparkContext.master == "local[2]"
+    with tracking.trial("exp", "on-spark", backend="none") as t:
+        hooks.log_metrics({"silhouette": 0.5})
+    assert t.failures == []

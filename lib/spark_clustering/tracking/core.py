@@ -160,7 +160,7 @@ class Failure:
 class Component:
     """A step of a trial (Preprocessing, Training, Evaluation); use :meth:`Trial.component`."""
 
-    def __init__(self, trial: Trial, name: str, explicit: bool, index: int) -> None:
+    def __init__(self, trial: Trial, name: str | None, explicit: bool, index: int) -> None:
         self.trial = trial
         self.name = name
         self.explicit = explicit
@@ -227,9 +227,8 @@ class Trial:
         self.user_tags = redact_tags(tags or {})
         self.backend: TrackingBackend | None = None
         self.handle: Any = None
-        self.root = Component(self, "", explicit=True, index=0)
-        self.root.name = None  # type: ignore[assignment]
-        self.root.data.name = None
+        #: the trial itself, where logs outside any component go
+        self.root = Component(self, None, explicit=True, index=0)
         self._components: list[Component] = []
         self._stack: list[Component] = []
         self._implicit: Component | None = None
