@@ -84,7 +84,13 @@ def _client(service: str, config: TrackingConfig) -> Any:
     import boto3
     from botocore.config import Config
 
-    env = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+    env = (
+        "AWS_ENDPOINT_URL",
+        f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+    )
     key: tuple[Any, ...] = (
         service,
         config.profile,
