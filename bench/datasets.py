@@ -20,14 +20,15 @@ def blobs_with_noise(
 ) -> np.ndarray:
     """Return an ``(n, d)`` float64 array: blobs of 27x density range plus uniform noise."""
     rng = np.random.default_rng(seed)
-    n_noise = int(round(n * noise_fraction))
+    n_noise = round(n * noise_fraction)
     n_blob = n - n_noise
     sigmas = np.linspace(1.0, 3.0, n_blobs)  # (3/1)^3 = 27x density range
     weights = rng.uniform(0.5, 1.5, n_blobs)
     counts = rng.multinomial(n_blob, weights / weights.sum())
     centers = rng.uniform(-60.0, 60.0, size=(n_blobs, d))
     parts = [
-        rng.normal(loc=c, scale=s, size=(m, d)) for c, s, m in zip(centers, sigmas, counts)
+        rng.normal(loc=c, scale=s, size=(m, d))
+        for c, s, m in zip(centers, sigmas, counts, strict=True)
     ]
     blobs = np.concatenate(parts) if parts else np.empty((0, d))
     lo, hi = blobs.min(axis=0) - 5.0, blobs.max(axis=0) + 5.0

@@ -8,7 +8,7 @@ needs it is used.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -25,6 +25,10 @@ _EXPORTS: dict[str, str] = {
     "UMAPModel": ".reduction.umap",
     "PCA": ".reduction.pca",
     "PCAModel": ".reduction.pca",
+    "SageMakerConfig": ".backends.sagemaker.config",
+    "tune_kmeans": ".backends.sagemaker.tuning",
+    "flag_outliers": ".clustering.outliers",
+    "cluster_distance_thresholds": ".clustering.outliers",
     "suggest_eps": ".neighbors",
     "k_distances": ".neighbors",
     "evaluate": ".metrics",
@@ -33,10 +37,6 @@ _EXPORTS: dict[str, str] = {
 _SUBMODULES = {"tracking", "features", "metrics", "neighbors", "session"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .clustering.dbscan import DBSCAN, DBSCANModel
-    from .session import get_spark
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,8 @@ BACKEND_CHOICES = ("auto", "cpu", "gpu")
 BACKENDS: dict[tuple[str, str], str] = {
     ("dbscan", "cpu"): "spark_clustering.backends.cpu.dbscan_kernel:CPU_KERNEL",
     ("dbscan", "gpu"): "spark_clustering.backends.gpu.dbscan_kernel:GPU_KERNEL",
+    ("umap", "cpu"): "spark_clustering.backends.cpu.umap_kernel:CPU_KERNEL",
+    ("umap", "gpu"): "spark_clustering.backends.gpu.umap_kernel:GPU_KERNEL",
 }
 
 
@@ -64,11 +66,7 @@ def check_range(
     le: float | None = None,
 ) -> None:
     """Raise ``ValueError`` naming ``param``, its value and the accepted range."""
-    ok = (
-        (gt is None or value > gt)
-        and (ge is None or value >= ge)
-        and (le is None or value <= le)
-    )
+    ok = (gt is None or value > gt) and (ge is None or value >= ge) and (le is None or value <= le)
     if not ok:
         parts = []
         if gt is not None:

@@ -17,8 +17,8 @@ __all__ = [
     "HasHandleInvalid",
     "HasOutputCol",
     "HasPredictionCol",
-    "HasSeed",
     "HasSampleSize",
+    "HasSeed",
 ]
 
 HANDLE_INVALID_CHOICES = ("error", "skip", "keep")

@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,12 @@ def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
     return fit_group
 
 
+def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
+    """A bounded DataFrame's coordinates as an (n, d) array on the driver."""
+    pdf = cast(pd.DataFrame, df.select(*xcols).toPandas())
+    return pdf.to_numpy(dtype=np.float64).reshape(-1, len(xcols))
+
+
 def fit_distributed(
     points: DataFrame,
     xcols: list[str],
@@ -127,14 +133,14 @@ def fit_distributed(
     parallelism = spark.sparkContext.defaultParallelism
     n_regions = max(2 * parallelism, math.ceil(n_rows / max_points_per_partition))
     fraction = min(1.0, 1.2 * partition_sample_size / max(n_rows, 1))
-    sample_pdf = (
-        points.sample(withReplacement=False, fraction=fraction, seed=seed)
-        .limit(partition_sample_size)
-        .toPandas()
+    sample = _collect_coordinates(
+        points.sample(withReplacement=False, fraction=fraction, seed=seed).limit(
+            partition_sample_size
+        ),
+        xcols,
     )
-    sample = sample_pdf[xcols].to_numpy(dtype=np.float64).reshape(-1, d)
     if sample.shape[0] == 0:  # tiny data: the sample may miss every row
-        sample = points.limit(partition_sample_size).toPandas()[xcols].to_numpy(np.float64)
+        sample = _collect_coordinates(points.limit(partition_sample_size), xcols)
     regions = build_regions(sample, n_regions, min_width=eps)
     log.info(
         "dbscan: %d rows, %d dimensions, %d regions from a %d-row sample (%.1fs)",
@@ -159,17 +165,20 @@ def fit_distributed(
     try:
         cores = result.where(F.col("kind") == KIND_CORE).select("comp", *xcols)
         edges = result.where(F.col("kind") == KIND_EDGE).select(F.col("comp").alias("a"), *xcols)
-        links = (
+        links = cast(
+            pd.DataFrame,
             edges.join(cores.withColumnRenamed("comp", "b"), on=xcols)
             .where(F.col("a") != F.col("b"))
             .select("a", "b")
             .distinct()
-            .toPandas()
+            .toPandas(),
         )
-        comps = (
+        comps = cast(
+            pd.DataFrame,
             cores.groupBy("comp")
             .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct(*xcols)).alias("first"))
-            .toPandas()
+            .select("comp", "n", *[F.col("first")[c].alias(c) for c in xcols])
+            .toPandas(),
         )
         log.info(
             "dbscan: %d local components, %d cross-region links (%.1fs)",
@@ -209,7 +218,8 @@ def _number_clusters(
     order = np.argsort(ids)
     ids = ids[order]
     counts = comps["n"].to_numpy(dtype=np.int64)[order]
-    firsts = [tuple(comps["first"].iloc[i]) for i in order]
+    corner = comps[xcols].to_numpy(dtype=np.float64)[order]
+    firsts = [tuple(row) for row in corner.tolist()]
     a = np.searchsorted(ids, links["a"].to_numpy(dtype=np.int64))
     b = np.searchsorted(ids, links["b"].to_numpy(dtype=np.int64))
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
@@ -217,7 +227,7 @@ def _number_clusters(
     n_roots = int(root.max()) + 1
     size = np.bincount(root, weights=counts, minlength=n_roots).astype(np.int64)
     smallest: list[tuple[float, ...] | None] = [None] * n_roots
-    for r, first in zip(root, firsts):
+    for r, first in zip(root, firsts, strict=True):
         cur = smallest[r]
         if cur is None or first < cur:
             smallest[r] = first
@@ -242,9 +252,7 @@ def _label_regions(eps: float, backend: str, xcols: list[str]):
             )
         q = np.unique(q, axis=0)
         c = cores[xcols].to_numpy(dtype=np.float64).reshape(-1, len(xcols))
-        labels, is_core = kernel.nearest_core(
-            q, c, cores["cluster"].to_numpy(dtype=np.int64), eps
-        )
+        labels, is_core = kernel.nearest_core(q, c, cores["cluster"].to_numpy(dtype=np.int64), eps)
         out = pd.DataFrame({col: q[:, j] for j, col in enumerate(xcols)})
         out["cluster"] = labels.astype(np.int32)
         out["is_core"] = is_core

@@ -78,8 +78,7 @@ class _DBSCANParams(HasFeaturesCol, HasPredictionCol, HasBackend, HasHandleInval
     maxPointsPerPartition: Param[int] = Param(
         Params._dummy(),
         "maxPointsPerPartition",
-        "target number of points per spatial partition (>= 100); more points make more "
-        "partitions",
+        "target number of points per spatial partition (>= 100); more points make more partitions",
         typeConverter=TypeConverters.toInt,
     )
     partitionSampleSize: Param[int] = Param(
@@ -126,7 +125,9 @@ class _DBSCANParams(HasFeaturesCol, HasPredictionCol, HasBackend, HasHandleInval
         """Range and choice checks, each naming the Param, its value and what is accepted."""
         check_range("eps", self.getEps(), gt=0.0)
         if not np.isfinite(self.getEps()):
-            raise ValueError(f"eps={self.getEps()!r} is out of range; accepted: a finite number > 0")
+            raise ValueError(
+                f"eps={self.getEps()!r} is out of range; accepted: a finite number > 0"
+            )
         check_range("minPoints", self.getMinPoints(), ge=1)
         check_range("maxPointsPerPartition", self.getMaxPointsPerPartition(), ge=100)
         check_range("partitionSampleSize", self.getPartitionSampleSize(), ge=100, le=1_000_000)
@@ -163,6 +164,8 @@ class DBSCAN(Estimator, _DBSCANParams, MLReadable, MLWritable):
     >>> sorted(r.cluster for r in model.transform(df).collect())  # doctest: +SKIP
     [-1, 0, 0]
     """
+
+    _input_kwargs: dict[str, Any]
 
     @keyword_only
     def __init__(
@@ -293,9 +296,7 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
         self._backend_used = "cpu"
 
     @classmethod
-    def _from_fit(
-        cls, d: int, cores: DataFrame, regions: Regions, sizes: list[int]
-    ) -> DBSCANModel:
+    def _from_fit(cls, d: int, cores: DataFrame, regions: Regions, sizes: list[int]) -> DBSCANModel:
         model = cls()
         model._dimension = d
         model._cores = cores
@@ -386,7 +387,7 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
             df = dataset.where(~bad)
         else:
             df = dataset
-        if self._cores is None or not self._cluster_sizes:
+        if self._cores is None or self._regions is None or not self._cluster_sizes:
             return df.withColumn(pred, F.lit(-1)).withColumn(core_col, F.lit(False))
 
         xcols = coordinate_names(d)
@@ -464,4 +465,3 @@ class _DBSCANModelReader(MLReader):
             ]
             model._regions = Regions.from_rows(rows, model._dimension)
         return model
-

@@ -67,12 +67,16 @@ def scan_features(df: DataFrame, col: str) -> FeatureStats:
     Raises ``ValueError`` (before any clustering work) when rows have different dimensions.
     """
     arr = as_array(df, col)
-    row = df.select(arr.alias("__x")).agg(
-        F.count(F.lit(1)).alias("n"),
-        F.min(F.size("__x")).alias("dmin"),
-        F.max(F.size("__x")).alias("dmax"),
-        F.sum(invalid_expr(F.col("__x")).cast("long")).alias("bad"),
-    ).first()
+    row = (
+        df.select(arr.alias("__x"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min(F.size("__x")).alias("dmin"),
+            F.max(F.size("__x")).alias("dmax"),
+            F.sum(invalid_expr(F.col("__x")).cast("long")).alias("bad"),
+        )
+        .first()
+    )
     n = int(row["n"]) if row is not None else 0
     if n == 0:
         return FeatureStats(0, None, 0)

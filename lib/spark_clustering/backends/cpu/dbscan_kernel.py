@@ -70,9 +70,7 @@ def _lower(cells: np.ndarray, lo: int, hi: int, j: int, value: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _neighbour_cells(
-    cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far: np.ndarray
-) -> int:
+def _neighbour_cells(cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far: np.ndarray) -> int:
     """Indices of the cells that may hold a point within eps of a point of cell ``c``.
 
     With cells of side ``eps / sqrt(d)``, a cell at integer offset ``o`` can hold such a point
@@ -159,9 +157,10 @@ def _union(parent: np.ndarray, a: int, b: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _any_within(x: np.ndarray, p: int, y: np.ndarray, lo: int, hi: int, mask: np.ndarray,
-                eps2: float) -> bool:
-    for q in range(lo, hi):
+def _any_within(
+    x: np.ndarray, p: int, y: np.ndarray, lo: int, hi: int, mask: np.ndarray, eps2: float
+) -> bool:
+    for q in range(lo, hi):  # noqa: SIM110 - an explicit loop is what numba compiles
         if mask[q] and _dist2(x, p, y, q) <= eps2:
             return True
     return False
@@ -176,8 +175,8 @@ def _fit_region(
     ends: np.ndarray,
     eps2: float,
     min_pts: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Core flags (home points), union-find forest of home core points, and halo adjacencies.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Core flags of the home points and the component of each (``parent``, fully compressed).
 
     All points of one cell lie within eps of each other (the cell's diagonal is below eps), so a
     cell holding ``min_pts`` points makes all of them core, and all core points of a cell belong
@@ -247,7 +246,37 @@ def _fit_region(
                         break
                 if linked:
                     _union(parent, rep[ci], rep[k])
-    # 4. halo points: the distinct components of home core points within eps of each
+    for i in range(n):
+        _find(parent, i)
+    return core, parent
+
+
+@njit(cache=True, nogil=True)
+def halo_edges(
+    xs: np.ndarray,
+    home: np.ndarray,
+    core: np.ndarray,
+    component: np.ndarray,
+    cells: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    eps2: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each halo point, the distinct components of the core points within eps of it.
+
+    ``component`` gives each core point's component; all core points of one cell must share
+    one (true of any exact clustering, the cell's diagonal being below eps). Returns the halo
+    points' positions and the components, one row per (halo point, component).
+    """
+    n_cells = cells.shape[0]
+    rep = np.full(n_cells, -1, dtype=np.int64)
+    for ci in range(n_cells):
+        for p in range(starts[ci], ends[ci]):
+            if core[p]:
+                rep[ci] = p
+                break
+    buf = np.empty(n_cells, dtype=np.int64)
+    far = np.empty(n_cells, dtype=np.bool_)
     cap = 1024
     edge_halo = np.empty(cap, dtype=np.int64)
     edge_root = np.empty(cap, dtype=np.int64)
@@ -268,7 +297,7 @@ def _fit_region(
                 k = buf[t]
                 if rep[k] < 0:
                     continue
-                r = _find(parent, rep[k])
+                r = component[rep[k]]
                 dup = False
                 for s in range(n_seen):
                     if seen[s] == r:
@@ -289,9 +318,7 @@ def _fit_region(
                 edge_halo[n_edges] = h
                 edge_root[n_edges] = r
                 n_edges += 1
-    for i in range(n):
-        _find(parent, i)
-    return core, parent, edge_halo[:n_edges], edge_root[:n_edges]
+    return edge_halo[:n_edges], edge_root[:n_edges]
 
 
 @njit(cache=True, nogil=True)
@@ -402,8 +429,11 @@ class CPUKernel:
         grid = build_grid(x, cell_side(eps, x.shape[1]))
         xs = np.ascontiguousarray(x[grid.order])
         hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
-        core, parent, e_halo, e_root = _fit_region(
+        core, parent = _fit_region(
             xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
+        )
+        e_halo, e_root = halo_edges(
+            xs, hs, core, parent, grid.cells, grid.starts, grid.ends, eps * eps
         )
         core_pos = np.flatnonzero(core)
         roots, comp = np.unique(parent[core_pos], return_inverse=True)

@@ -1,0 +1,74 @@
+"""Datasets for the DBSCAN parity tests, and the comparison with scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import DBSCAN as SklearnDBSCAN
+from sklearn.datasets import make_moons
+
+EPS = 0.25
+MIN_POINTS = 5
+
+
+def _blobs_with_noise(rng: np.random.Generator, d: int, n: int) -> np.ndarray:
+    """Blobs of very different densities plus uniform noise."""
+    centers = rng.uniform(0, 12, size=(4, d))
+    scales = [0.05, 0.12, 0.3, 0.6]
+    counts = [n // 3, n // 4, n // 5, n // 6]
+    parts = [rng.normal(c, s, size=(m, d)) for c, s, m in zip(centers, scales, counts, strict=True)]
+    parts.append(rng.uniform(-1, 13, size=(n // 10, d)))
+    return np.concatenate(parts)
+
+
+def _lattice(d: int, side: int) -> np.ndarray:
+    """Points exactly eps apart along each axis (eps is a power of two: exact in binary)."""
+    axes = [np.arange(side) * EPS] * d
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
+
+
+def parity_dataset(d: int, seed: int = 7) -> np.ndarray:
+    """Several hard cases side by side, 1000 units apart so they do not interact.
+
+    Blobs of very different densities with uniform noise; moons (2-D); duplicated points; a
+    lattice whose neighbours are exactly eps apart; a single tight cluster; pure noise.
+    """
+    rng = np.random.default_rng(seed + d)
+    cases: list[np.ndarray] = [_blobs_with_noise(rng, d, 900 if d <= 3 else 600)]
+    if d == 2:
+        moons, _ = make_moons(400, noise=0.04, random_state=seed)
+        cases.append(moons * 3.0)
+    base = rng.uniform(0, 3, size=(40, d))
+    cases.append(np.repeat(base, rng.integers(1, 8, size=40), axis=0))  # duplicates
+    cases.append(_lattice(d, {1: 30, 2: 9, 3: 5}.get(d, 2)))
+    cases.append(rng.normal(0, 0.02, size=(60, d)))  # one cluster
+    cases.append(rng.uniform(0, 400, size=(80, d)))  # all noise at this eps
+    shifted = []
+    for i, case in enumerate(cases):
+        offset = np.zeros(d)
+        offset[0] = 1000.0 * i
+        shifted.append(case + offset)
+    return np.concatenate(shifted)
+
+
+def sklearn_reference(x: np.ndarray, eps: float, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, core mask) from scikit-learn with its tree-based neighbour search."""
+    ref = SklearnDBSCAN(eps=eps, min_samples=min_points, algorithm="kd_tree").fit(x)
+    core = np.zeros(x.shape[0], dtype=bool)
+    core[ref.core_sample_indices_] = True
+    return ref.labels_, core
+
+
+def assert_same_clustering(
+    labels: np.ndarray, is_core: np.ndarray, ref_labels: np.ndarray, ref_core: np.ndarray
+) -> None:
+    """Core points, noise and the partition of core points equal (ids may be permuted)."""
+    np.testing.assert_array_equal(is_core, ref_core, err_msg="core points differ")
+    np.testing.assert_array_equal(labels == -1, ref_labels == -1, err_msg="noise differs")
+    ours, theirs = labels[ref_core], ref_labels[ref_core]
+    pairs = set(zip(ours.tolist(), theirs.tolist(), strict=True))
+    assert len(pairs) == len(set(ours.tolist())) == len(set(theirs.tolist())), (
+        "the partition of core points into clusters differs"
+    )
+    # a border point joins a cluster it is within eps of a core point of
+    border = (labels >= 0) & ~ref_core
+    assert np.all(ref_labels[border] >= 0)

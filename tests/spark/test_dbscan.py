@@ -1,0 +1,183 @@
+"""DBSCAN on Spark: parity with scikit-learn, determinism, Spark ML citizenship, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.linalg import SparseVector, Vectors
+
+from dbscan_data import EPS, MIN_POINTS, assert_same_clustering, parity_dataset, sklearn_reference
+from spark_clustering import DBSCAN, DBSCANModel
+
+pytestmark = pytest.mark.spark
+
+
+def _frame(spark, x: np.ndarray, partitions: int, seed: int, as_array: bool = False):
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    if as_array:
+        rows = [(int(i), [float(v) for v in x[i]]) for i in order]
+    else:
+        rows = [(int(i), Vectors.dense(x[i])) for i in order]
+    return spark.createDataFrame(rows, ["id", "features"]).repartition(partitions)
+
+
+def _labels(out) -> tuple[np.ndarray, np.ndarray]:
+    pdf = out.select("id", "cluster", "is_core").toPandas().sort_values("id")
+    return pdf["cluster"].to_numpy(), pdf["is_core"].to_numpy(dtype=bool)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 10])
+def test_parity_with_sklearn_any_partitioning_and_order(spark, d):
+    x = parity_dataset(d)
+    ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
+    assert ref_core.any() and (ref_labels == -1).any()  # the data exercises both
+    results = []
+    for partitions, max_points in [(1, 250_000), (3, 400), (16, 100)]:
+        df = _frame(spark, x, partitions, seed=partitions, as_array=partitions == 3)
+        model = DBSCAN(
+            eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=max_points, seed=partitions
+        ).fit(df)
+        labels, is_core = _labels(model.transform(df))
+        assert_same_clustering(labels, is_core, ref_labels, ref_core)
+        assert model.numClusters == len(set(ref_labels[ref_core].tolist()))
+        assert sorted(set(labels.tolist()) - {-1}) == list(range(model.numClusters))
+        results.append(labels)
+    # ids do not depend on partitioning, region layout or row order
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_cluster_ids_by_decreasing_core_count(spark):
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 0.05, (30, 2)), rng.normal(5, 0.05, (80, 2))])
+    df = _frame(spark, x, 2, seed=1)
+    model = DBSCAN(eps=0.3, minPoints=4).fit(df)
+    assert model.numClusters == 2
+    assert model.clusterSizes == [80, 30]
+    labels, _ = _labels(model.transform(df))
+    assert set(labels[30:]) == {0} and set(labels[:30]) == {1}
+
+
+def test_transform_new_points_closest_core_within_eps(spark):
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0, 0.1, (200, 2)), rng.normal(1.2, 0.1, (200, 2))])
+    train = _frame(spark, x, 3, seed=2)
+    model = DBSCAN(eps=0.2, minPoints=6, maxPointsPerPartition=100).fit(train)
+    cores = model.corePoints.toPandas()
+    core_x = np.stack(cores["features"].map(lambda v: v.toArray()).to_list())
+    core_c = cores["cluster"].to_numpy()
+    new = rng.uniform(-0.6, 1.8, size=(300, 2))
+    out = model.transform(_frame(spark, new, 2, seed=5))
+    labels, is_core = _labels(out)
+    d2 = ((new[:, None, :] - core_x[None, :, :]) ** 2).sum(axis=2)
+    for i in range(new.shape[0]):
+        within = np.flatnonzero(d2[i] <= 0.2**2)
+        if within.size == 0:
+            assert labels[i] == -1
+        else:
+            best = d2[i, within].min()
+            assert labels[i] == core_c[within[d2[i, within] == best]].min()
+    assert not is_core.any()  # new random points never coincide with a core point
+
+
+def test_training_rows_get_fitted_labels_and_duplicates_agree(spark):
+    x = np.array([[0.0, 0.0]] * 3 + [[0.1, 0.0], [5.0, 5.0], [0.3, 0.0]])
+    df = _frame(spark, x, 2, seed=0)
+    model = DBSCAN(eps=0.15, minPoints=4).fit(df)
+    labels, is_core = _labels(model.transform(df))
+    ref_labels, ref_core = sklearn_reference(x, 0.15, 4)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+    assert labels.tolist() == [0, 0, 0, 0, -1, -1]
+
+
+def test_sparse_vectors(spark):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 0.05, (50, 4)), rng.normal(2, 0.05, (50, 4))])
+    x[:, 2:] = 0.0
+    rows = [
+        (i, SparseVector(4, {j: float(v) for j, v in enumerate(x[i]) if v != 0.0}))
+        for i in range(len(x))
+    ]
+    df = spark.createDataFrame(rows, ["id", "features"])
+    labels, is_core = _labels(DBSCAN(eps=0.3, minPoints=5).fit(df).transform(df))
+    ref_labels, ref_core = sklearn_reference(x, 0.3, 5)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+
+
+def test_persistence_round_trip(spark, tmp_path):
+    x = parity_dataset(2)
+    df = _frame(spark, x, 3, seed=9)
+    model = DBSCAN(eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=300).fit(df)
+    path = str(tmp_path / "dbscan")
+    model.write().overwrite().save(path)
+    loaded = DBSCANModel.load(path)
+    assert loaded.getEps() == EPS and loaded.getMinPoints() == MIN_POINTS
+    assert loaded.clusterSizes == model.clusterSizes and loaded.dimension == 2
+    np.testing.assert_array_equal(_labels(loaded.transform(df))[0], _labels(model.transform(df))[0])
+    # the estimator persists too
+    est_path = str(tmp_path / "estimator")
+    DBSCAN(eps=0.7, minPoints=3).save(est_path)
+    assert DBSCAN.load(est_path).getEps() == 0.7
+
+
+def test_pipeline_copy_and_param_map(spark):
+    rng = np.random.default_rng(5)
+    pdf_rows = [(i, float(a), float(b)) for i, (a, b) in enumerate(rng.normal(0, 0.1, (60, 2)))]
+    df = spark.createDataFrame(pdf_rows, ["id", "a", "b"])
+    est = DBSCAN(minPoints=4)
+    pipeline = Pipeline(stages=[VectorAssembler(inputCols=["a", "b"], outputCol="features"), est])
+    fitted = pipeline.fit(df, {est.eps: 0.2})
+    out = fitted.transform(df)
+    assert {"cluster", "is_core"} <= set(out.columns)
+    assert fitted.stages[1].getEps() == 0.2 and est.getEps() == 0.5
+    copied = est.copy({est.minPoints: 9})
+    assert copied.getMinPoints() == 9 and est.getMinPoints() == 4
+    assert est.setEps(0.1).setMinPoints(2) is est
+
+
+def test_empty_input(spark):
+    df = spark.createDataFrame([], "id long, features array<double>")
+    model = DBSCAN(eps=0.5, minPoints=2).fit(df)
+    assert model.numClusters == 0
+    out = model.transform(df)
+    assert out.count() == 0 and out.columns == ["id", "features", "cluster", "is_core"]
+
+
+def test_handle_invalid(spark):
+    rows = [(i, [float(i % 3) * 0.01, 0.0]) for i in range(12)]
+    rows += [(100, [float("nan"), 0.0]), (101, [float("inf"), 1.0])]
+    df = spark.createDataFrame(rows, ["id", "features"])
+    with pytest.raises(ValueError, match="2 of 14 rows"):
+        DBSCAN(eps=0.1, minPoints=3).fit(df)
+    kept = DBSCAN(eps=0.1, minPoints=3, handleInvalid="keep").fit(df).transform(df)
+    by_id = {r["id"]: r["cluster"] for r in kept.collect()}
+    assert len(by_id) == 14 and by_id[100] == -1 and by_id[101] == -1 and by_id[0] == 0
+    skipped = DBSCAN(eps=0.1, minPoints=3, handleInvalid="skip").fit(df).transform(df)
+    assert skipped.count() == 12
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"eps": 0.0}, "eps=0.0"),
+        ({"eps": -1.0}, "eps=-1.0"),
+        ({"minPoints": 0}, "minPoints=0"),
+        ({"backend": "tpu"}, "backend='tpu'"),
+        ({"handleInvalid": "drop"}, "handleInvalid='drop'"),
+        ({"featuresCol": "nope"}, "featuresCol='nope' is not a column"),
+        ({"featuresCol": "name"}, "featuresCol='name' has type string"),
+        ({"backend": "gpu"}, "backend='gpu' was requested"),
+    ],
+)
+def test_bad_params_rejected_before_work(spark, kwargs, match):
+    df = spark.createDataFrame([(1, "a", [0.0, 1.0])], ["id", "name", "features"])
+    with pytest.raises(ValueError, match=match):
+        DBSCAN(**kwargs).fit(df)
+
+
+def test_rows_of_different_dimensions_rejected(spark):
+    df = spark.createDataFrame([(1, [0.0, 1.0]), (2, [0.0, 1.0, 2.0])], ["id", "features"])
+    with pytest.raises(ValueError, match="different dimensions"):
+        DBSCAN().fit(df)

@@ -1,0 +1,102 @@
+"""The numba kernel and the spatial partitioning, without Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from dbscan_data import EPS, MIN_POINTS, assert_same_clustering, parity_dataset, sklearn_reference
+from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+from spark_clustering.partitioning import build_regions
+
+
+def _cluster_in_regions(x: np.ndarray, n_regions: int, eps: float, min_points: int):
+    """The distributed algorithm's steps, run in one process over a region layout."""
+    rng = np.random.default_rng(0)
+    sample = x[rng.choice(x.shape[0], size=min(500, x.shape[0]), replace=False)]
+    regions = build_regions(sample, n_regions, min_width=eps)
+    rows, region, home = regions.memberships(x, eps)
+    assert np.bincount(rows[home], minlength=x.shape[0]).tolist() == [1] * x.shape[0]
+    core = np.zeros(x.shape[0], dtype=bool)
+    comp_of_point = np.full(x.shape[0], -1)
+    edges: list[tuple[int, int]] = []  # (component, halo point)
+    offset = 0
+    for r in range(regions.n_regions):
+        sel = region == r
+        idx = rows[sel]
+        res = CPU_KERNEL.fit_region(x[idx], home[sel], eps, min_points)
+        core[idx[res.core_index]] = True
+        comp_of_point[idx[res.core_index]] = res.core_component + offset
+        edges += list(zip(res.edge_component + offset, idx[res.edge_halo_index], strict=True))
+        offset += int(res.core_component.max(initial=-1)) + 1
+    links = [(a, comp_of_point[h]) for a, h in edges if core[h]]
+    a = np.array([p[0] for p in links], dtype=int)
+    b = np.array([p[1] for p in links], dtype=int)
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(offset, offset))
+    _, root = connected_components(graph, directed=False)
+    labels = np.full(x.shape[0], -1)
+    labels[core] = root[comp_of_point[core]]
+    cores = x[core]
+    nearest, is_core = CPU_KERNEL.nearest_core(x, cores, labels[core], eps)
+    return nearest, is_core, core
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("n_regions", [1, 4, 23])
+def test_regions_merge_equals_sklearn(d, n_regions):
+    x = parity_dataset(d)
+    ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
+    labels, is_core, core = _cluster_in_regions(x, n_regions, EPS, MIN_POINTS)
+    np.testing.assert_array_equal(core, ref_core)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+
+
+def test_border_point_takes_closest_core_cluster():
+    # two clusters on a line; the border point at 1.0 is 0.34 from cluster A's edge core point
+    # (0.66) and 0.3 from cluster B's (1.3): it joins B
+    a = 0.06 + 0.1 * np.arange(7)[:, None]
+    b = 1.3 + 0.1 * np.arange(7)[:, None]
+    x = np.concatenate([a, b, [[1.0]]])
+    res = CPU_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), 0.35, 4)
+    core = np.zeros(len(x), dtype=bool)
+    core[res.core_index] = True
+    assert not core[-1]
+    comp = np.full(len(x), -1)
+    comp[res.core_index] = res.core_component
+    label, is_core = CPU_KERNEL.nearest_core(x, x[core], comp[core], 0.35)
+    assert label[-1] == comp[7] != comp[0]
+    assert is_core.tolist() == core.tolist()
+
+
+def test_tie_goes_to_smaller_cluster_id():
+    cores = np.array([[0.0], [2.0]])
+    label, _ = CPU_KERNEL.nearest_core(np.array([[1.0]]), cores, np.array([7, 3]), 1.0)
+    assert label.tolist() == [3]
+
+
+def test_regions_tile_space_and_follow_density():
+    rng = np.random.default_rng(1)
+    dense = rng.normal(0, 0.1, size=(9000, 2))
+    sparse = rng.uniform(-50, 50, size=(1000, 2))
+    sample = np.concatenate([dense, sparse])
+    regions = build_regions(sample, 16, min_width=0.01)
+    assert regions.n_regions == 16
+    counts = np.bincount(regions.home(sample), minlength=16)
+    assert counts.max() <= 3 * sample.shape[0] / 16  # the dense blob is split, not one task
+    far = np.array([[1e9, -1e9], [-1e12, 3.0]])
+    assert regions.home(far).shape == (2,)  # points outside the sample still have a home
+
+
+def test_halo_contains_every_point_within_eps_of_a_region():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 10, size=(3000, 3))
+    regions = build_regions(x, 8, min_width=0.5)
+    rows, region, _ = regions.memberships(x, 0.5)
+    home = regions.home(x)
+    member = set(zip(rows.tolist(), region.tolist(), strict=True))
+    for i in rng.choice(3000, 50, replace=False):
+        near = np.flatnonzero(((x - x[i]) ** 2).sum(axis=1) <= 0.25)
+        for j in near:
+            assert (int(j), int(home[i])) in member
