@@ -199,3 +199,33 @@ def test_run_context_names_the_active_spark_application(spark):
     with tracking.trial("exp", "on-spark", backend="none") as t:
         hooks.log_metrics({"silhouette": 0.5})
     assert t.failures == []
+
+
+def test_job_tracking_arguments_open_the_described_trial(tmp_path):
+    import argparse
+
+    from spark_clustering.tracking.cliargs import add_tracking_arguments, trial_from_args
+
+    parser = argparse.ArgumentParser()
+    add_tracking_arguments(parser, experiment="customer-segmentation")
+    args = parser.parse_args(["--tracking", "none", "--tracking-strict"])
+    t = trial_from_args(args, default_trial="segment-kmeans", tags={"job": "segment"})
+    assert (t.experiment, t.name, t.config.backend, t.strict) == (
+        "customer-segmentation",
+        "segment-kmeans",
+        "none",
+        True,
+    )
+    with t:
+        assert hooks.active_trial() is t
+    config = tmp_path / "tracking.json"
+    config.write_text('{"tracking": {"backend": "none", "metric_buffer": 3}}')
+    args = parser.parse_args(["--config", str(config), "--trial", "k4", "--experiment", "other"])
+    t = trial_from_args(args, default_trial="unused")
+    assert (t.experiment, t.name, t.config.metric_buffer, t.strict) == ("other", "k4", 3, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--tracking", "wandb"])
+    bare = argparse.ArgumentParser()
+    add_tracking_arguments(bare, trial=False)
+    with pytest.raises(SystemExit):
+        bare.parse_args([])  # --experiment is required when there is no default

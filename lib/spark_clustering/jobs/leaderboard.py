@@ -21,13 +21,15 @@ FORMATS = ("table", "csv", "json", "html")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``leaderboard`` sub-command."""
+    from ..tracking.cliargs import add_tracking_arguments
+
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "leaderboard",
         help="one row per trial of an experiment, with parameters and final metrics, sorted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--experiment", required=True, help="logical experiment name")
+    add_tracking_arguments(parser, trial=False)
     parser.add_argument(
         "--sort",
         default="silhouette",
@@ -53,9 +55,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "numeric parameters that vary, up to 4)",
     )
     parser.add_argument("--output", default="-", help="file to write (default: stdout)")
-    parser.add_argument("--backend", default=None, help="mlflow or sagemaker (default: config)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
-    parser.add_argument("--config", default=None, help="tracking config file (.toml or .json)")
     parser.add_argument("--region", default=None, help="AWS region (sagemaker)")
     parser.add_argument("--endpoint-url", default=None, help="AWS endpoint URL (sagemaker)")
     parser.set_defaults(func=run)
@@ -65,6 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Build, render and write the leaderboard; 0 on success, 2 on bad arguments."""
     from ..tracking.board import leaderboard, render
+    from ..tracking.cliargs import tracking_options
 
     chart_params = [p.strip() for p in args.chart_params.split(",")] if args.chart_params else None
     try:
@@ -74,9 +74,7 @@ def run(args: argparse.Namespace) -> int:
             ascending=args.ascending,
             top=args.top,
             filters=args.filters,
-            backend=args.backend,
-            config=args.config,
-            tracking_uri=args.tracking_uri,
+            **tracking_options(args),
             region=args.region,
             endpoint_url=args.endpoint_url,
         )
