@@ -191,6 +191,7 @@ def test_entities_read_back_through_boto3(aws_endpoint, sm, tmp_path, monkeypatc
     assert row["status"] == "Completed"
 
 
+@pytest.mark.slow
 def test_sweep_of_120_trials_lands_whole(aws_endpoint, sm):
     logged = {}
     for i in range(120):

@@ -190,7 +190,7 @@ def test_leaderboard_sorts_filters_and_takes_top(store, sweep):
     assert {"Preprocessing/seed", "Training/seed"} <= set(board.columns)
     assert "seed" not in board.columns
     assert board["eps"].dtype.kind == "f" and str(board["minPoints"].dtype) == "Int64"
-    assert set(board["status"]) == {"FINISHED"}
+    assert set(board["status"]) == {"Completed"}
 
     top = tracking.leaderboard("sweep", top=2, filters=["eps<0.5", "scaler=standard"], **store)
     kept = sweep[sweep["trial"].isin(["dbscan-eps0.2", "dbscan-eps0.4"])]

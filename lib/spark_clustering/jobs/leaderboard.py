@@ -45,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXPR",
-        help="condition such as 'eps<0.4', 'status=FINISHED', 'features~monetary' (repeatable)",
+        help="condition such as 'eps<0.4', 'status=Completed', 'features~monetary' (repeatable)",
     )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument(

@@ -42,7 +42,7 @@ def parse_filter(text: str) -> tuple[str, str, str]:
     if not match or not match.group("val"):
         raise ValueError(
             f"filter={text!r} is not valid; accepted: COLUMN OP VALUE with OP one of "
-            "< <= > >= = == != ~ (contains), e.g. 'eps<0.4' or 'status=FINISHED'"
+            "< <= > >= = == != ~ (contains), e.g. 'eps<0.4' or 'status=Completed'"
         )
     op = "==" if match.group("op") == "=" else match.group("op")
     return match.group("col"), op, match.group("val")
@@ -206,7 +206,7 @@ def leaderboard(
     top : int, optional
         Keep the first ``top`` rows after sorting.
     filters : iterable of str
-        Conditions such as ``"eps<0.4"``, ``"status=FINISHED"``, ``"features~monetary"``.
+        Conditions such as ``"eps<0.4"``, ``"status=Completed"``, ``"features~monetary"``.
     backend, config, **options
         As for :func:`spark_clustering.tracking.trial` (``tracking_uri``, ``region``...).
 

@@ -21,6 +21,8 @@ TRIAL_TAG = "spark_clustering.trial"
 COMPONENT_TAG = "spark_clustering.component"
 INDEX_TAG = "spark_clustering.index"
 PARENT_TAG = "mlflow.parentRunId"
+#: MLflow run status -> the status words the leaderboard uses for every backend (SageMaker's)
+STATUS = {"FINISHED": "Completed", "FAILED": "Failed", "RUNNING": "InProgress", "KILLED": "Stopped"}
 
 _T = TypeVar("_T")
 
@@ -180,7 +182,7 @@ class MlflowBackend:
                     experiment=experiment,
                     trial=run.data.tags.get(TRIAL_TAG, run.info.run_name),
                     run_id=run.info.run_id,
-                    status=run.info.status,
+                    status=STATUS.get(run.info.status, run.info.status),
                     start_time=(run.info.start_time or time.time() * 1000) / 1000.0,
                     tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
                     components=comps,
