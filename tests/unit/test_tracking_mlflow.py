@@ -256,3 +256,22 @@ def test_leaderboard_cli(store, sweep, tmp_path, capsys):
 
     assert cli.main(["leaderboard", *common, "--filter", "eps"]) == 2
     assert "filter='eps' is not valid" in capsys.readouterr().err
+
+
+def test_leaderboard_with_missing_values(store):
+    for name, params, metrics in [
+        ("full", {"k": 3, "init": "k-means||"}, {"silhouette": 0.4}),
+        ("no-k", {"init": "random"}, {"silhouette": 0.6}),
+        ("no-metric", {"k": 5}, {}),
+    ]:
+        with tracking.trial("gaps", name, **store) as t, t.component("Training"):
+            t.log_parameters(params)
+            t.log_metrics(metrics)
+    board = tracking.leaderboard("gaps", **store)
+    assert board["trial"].tolist() == ["no-k", "full", "no-metric"]  # missing values go last
+    assert board["k"].isna().tolist() == [True, False, False]
+    page = render(board, "html", chart_params=["k", "init"])
+    assert page.count("data:image/png;base64,") == 1
+    assert json.loads(render(board, "json"))[0]["k"] is None
+    only = tracking.leaderboard("gaps", filters=["k!=3"], sort=None, **store)
+    assert only["trial"].tolist() == ["no-k", "no-metric"]

@@ -276,6 +276,15 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _plottable(column: pd.Series) -> pd.Series:
+    """Floats (NaN for missing) for numeric columns, strings otherwise: what matplotlib takes."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column):
+        return pd.to_numeric(column, errors="coerce").astype(float)
+    return column.astype(str)
+
+
 def _varying_numeric_params(frame: pd.DataFrame) -> list[str]:
     import pandas as pd
 
@@ -306,11 +315,14 @@ def render_html(frame: pd.DataFrame, chart_params: Sequence[str] | None = None) 
         fig = Figure(figsize=(3.6 * panels, 3.0))
         axes = fig.subplots(1, panels, squeeze=False)[0]
         for ax, param in zip(axes, params, strict=False):
-            ax.scatter(frame[param], values, s=18, alpha=0.8)
+            ax.scatter(_plottable(frame[param]), values.astype(float), s=18, alpha=0.8)
             ax.set_xlabel(param)
             ax.set_ylabel(metric)
         hist = axes[-1]
-        hist.hist(values.dropna(), bins=min(20, max(5, int(values.notna().sum() ** 0.5) + 1)))
+        hist.hist(
+            values.dropna().astype(float),
+            bins=min(20, max(5, int(values.notna().sum() ** 0.5) + 1)),
+        )
         hist.set_xlabel(metric)
         hist.set_ylabel("trials")
         fig.suptitle(metric)

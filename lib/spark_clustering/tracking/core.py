@@ -281,7 +281,7 @@ class Trial:
             if self.status in (None, "completed", "failed"):
                 return
             try:
-                for comp in reversed(self._stack):
+                for comp in list(reversed(self._stack)):
                     self._end_component(comp, ok)
                 if self._implicit is not None:
                     self._end_component(self._implicit, ok)
