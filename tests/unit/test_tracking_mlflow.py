@@ -66,6 +66,8 @@ def test_trial_reads_back_through_mlflow(store, client, tmp_path, monkeypatch):
             t.log_metric("silhouette", 0.5)
             t.log_output("assignments", "s3://user:secret@bucket/out/")
             t.log_artifact(plot)
+            original = plot.read_bytes()
+            plot.write_bytes(b"overwritten by the next plot")  # logged files are copied
         hooks.log_metrics({"davies_bouldin": 0.71})
     assert t.failures == [] and t.status == "completed"
 
@@ -101,7 +103,7 @@ def test_trial_reads_back_through_mlflow(store, client, tmp_path, monkeypatch):
     assert evaluation.data.metrics == {"davies_bouldin": 0.71}
     assert [a.path for a in client.list_artifacts(train.info.run_id)] == ["k_distance.png"]
     local = client.download_artifacts(train.info.run_id, "k_distance.png", str(tmp_path / "dl"))
-    assert Path(local).read_bytes() == plot.read_bytes()
+    assert Path(local).read_bytes() == original
 
 
 def test_failed_block_marks_runs_failed(store, client):

@@ -13,6 +13,8 @@ import dataclasses
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -238,6 +240,7 @@ class Trial:
         self.failures: list[Failure] = []
         self.recorded = 0
         self.status: str | None = None
+        self._staging: str | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -293,6 +296,9 @@ class Trial:
             finally:
                 self.status = "completed" if ok else "failed"
                 _pop(self)
+                if self._staging is not None:
+                    shutil.rmtree(self._staging, ignore_errors=True)
+                    self._staging = None
                 if self.failures:
                     log.warning("tracking summary: %s", self.summary_text())
 
@@ -471,7 +477,11 @@ class Trial:
         *,
         component: Component | None = None,
     ) -> None:
-        """Store a local file (a plot, a report) in the backend's artifact store."""
+        """Store a local file (a plot, a report) in the backend's artifact store.
+
+        The file is copied when logged (it is written to the backend when the component ends),
+        so the caller may overwrite or delete it right away.
+        """
         local = os.fspath(path)
         if not os.path.isfile(local):
             raise ValueError(f"path={local!r} is not valid; accepted: an existing local file")
@@ -480,7 +490,12 @@ class Trial:
         target = component or self._target()
         with self._lock:
             self._require_open()
-            target.data.files.append((os.path.abspath(local), artifact_path))
+            if self._staging is None:
+                self._staging = tempfile.mkdtemp(prefix="spark-clustering-artifacts-")
+            copy_dir = os.path.join(self._staging, str(len(os.listdir(self._staging))))
+            os.makedirs(copy_dir)
+            copy = shutil.copy2(local, os.path.join(copy_dir, os.path.basename(local)))
+            target.data.files.append((str(copy), artifact_path))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Add tags to the trial (credential-like keys redacted)."""
