@@ -17,6 +17,7 @@ from collections.abc import Sequence
 #: sub-command -> module defining ``add_parser``; a module not (yet) present is left out.
 COMMANDS: dict[str, str] = {
     "demo": "spark_clustering.jobs.demo",
+    "dbscan-demo": "spark_clustering.jobs.dbscan_demo",
     "generate": "spark_clustering.jobs.generate",
     "prepare": "spark_clustering.jobs.prepare",
     "segment": "spark_clustering.jobs.segment",

@@ -1,0 +1,218 @@
+"""DBSCAN benchmark: spark-clustering on local[2] against scikit-learn and the `dbscan` package.
+
+Same data for all three (bench/datasets.py: 3-D blobs of 27x density range plus 5% uniform
+noise), minPoints=10, eps from the knee of the k-distance curve (exact 10-NN distances of
+10,000 sampled points against all points, Kneedle). Each contender runs in its own process,
+so wall time and peak memory (summed resident memory of the process tree: the JVM and the Python
+workers for Spark, sampled every 0.1 s) are the whole cost. Parity: core points and the
+partition of core points must equal scikit-learn's (or the `dbscan` package's where
+scikit-learn is not run).
+
+    python bench/dbscan.py --sizes 100000 1000000 3000000 --sklearn-max 3000000
+    python bench/dbscan.py --sizes 20000000 --sklearn-max 0 --dbscan-max 0
+
+Our time is fit + labelling every row (``transform``) + writing the labels to Parquet, from
+a Parquet input, excluding the JVM start; the others' is ``fit`` on an in-memory array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+MIN_POINTS = 10
+
+
+def _dataset(n: int, seed: int) -> Path:
+    path = DATA / f"blobs_{n}_{seed}.npy"
+    if not path.exists():
+        sys.path.insert(0, str(HERE))
+        from datasets import blobs_with_noise
+
+        DATA.mkdir(parents=True, exist_ok=True)
+        np.save(path, blobs_with_noise(n, seed=seed))
+    return path
+
+
+def _parquet(npy: Path) -> Path:
+    path = npy.with_suffix(".parquet")
+    if not path.exists():
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        x = np.load(npy)
+        flat = pa.array(x.reshape(-1))
+        features = pa.FixedSizeListArray.from_arrays(flat, x.shape[1]).cast(pa.list_(pa.float64()))
+        table = pa.table({"id": pa.array(np.arange(x.shape[0])), "features": features})
+        pq.write_table(table, path, row_group_size=500_000)
+    return path
+
+
+def knee_eps(x: np.ndarray, k: int = MIN_POINTS, queries: int = 10_000) -> float:
+    from sklearn.neighbors import NearestNeighbors
+
+    from spark_clustering.neighbors import knee_of_sorted
+
+    rng = np.random.default_rng(0)
+    q = x[rng.choice(x.shape[0], size=min(queries, x.shape[0]), replace=False)]
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(q)
+    return float(knee_of_sorted(np.sort(dist[:, -1])))
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+def run_ours(npy: Path, eps: float, out: Path) -> dict:
+    from spark_clustering import DBSCAN
+    from spark_clustering.session import get_spark
+
+    spark = get_spark(
+        "bench-dbscan",
+        master="local[2]",
+        conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "8g")},
+        gpu="off",
+    )
+    df = spark.read.parquet(str(_parquet(npy)))
+    start = time.monotonic()
+    model = DBSCAN(eps=eps, minPoints=MIN_POINTS).fit(df)
+    fit_s = time.monotonic() - start
+    model.transform(df).select("id", "cluster", "is_core").write.mode("overwrite").parquet(str(out))
+    total = time.monotonic() - start
+    spark.stop()
+    return {"seconds": total, "fit_seconds": fit_s, "clusters": model.numClusters}
+
+
+def run_sklearn(npy: Path, eps: float, out: Path) -> dict:
+    from sklearn.cluster import DBSCAN
+
+    x = np.load(npy)
+    start = time.monotonic()
+    model = DBSCAN(eps=eps, min_samples=MIN_POINTS, n_jobs=-1).fit(x)
+    seconds = time.monotonic() - start
+    core = np.zeros(x.shape[0], dtype=bool)
+    core[model.core_sample_indices_] = True
+    np.savez(out, labels=model.labels_, core=core)
+    return {"seconds": seconds, "clusters": int(model.labels_.max() + 1)}
+
+
+def run_dbscan_pkg(npy: Path, eps: float, out: Path) -> dict:
+    # this script's own folder would shadow the `dbscan` package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    sys.modules.pop("dbscan", None)
+    from dbscan import DBSCAN
+
+    x = np.ascontiguousarray(np.load(npy))
+    start = time.monotonic()
+    labels, core = DBSCAN(x, eps=eps, min_samples=MIN_POINTS)
+    seconds = time.monotonic() - start
+    np.savez(out, labels=labels, core=core)
+    return {"seconds": seconds, "clusters": int(labels.max() + 1)}
+
+
+RUNNERS = {"ours": run_ours, "sklearn": run_sklearn, "dbscan": run_dbscan_pkg}
+
+
+def _measure(which: str, npy: Path, eps: float, out: Path) -> dict:
+    """Run one contender in a child process; sample the tree's memory."""
+    import psutil
+
+    cmd = [sys.executable, __file__, "--child", which, str(npy), repr(eps), str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    wall_start = time.monotonic()
+    while proc.poll() is None:
+        try:
+            rss = parent.memory_info().rss + sum(
+                c.memory_info().rss for c in parent.children(recursive=True)
+            )
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    stdout, _ = proc.communicate()
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}", "peak_gib": peak / 2**30}
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_gib"] = peak / 2**30
+    result["process_seconds"] = time.monotonic() - wall_start
+    return result
+
+
+def _load_labels(which: str, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    if which == "ours":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(out).to_pandas().sort_values("id")
+        return t["cluster"].to_numpy(), t["is_core"].to_numpy(dtype=bool)
+    z = np.load(f"{out}.npz" if not str(out).endswith(".npz") else out)
+    return z["labels"], z["core"].astype(bool)
+
+
+def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
+    (la, ca), (lb, cb) = a, b
+    if not np.array_equal(ca, cb) or not np.array_equal(la == -1, lb == -1):
+        return False
+    pairs = set(zip(la[ca].tolist(), lb[cb].tolist(), strict=True))
+    return len(pairs) == len(set(la[ca].tolist())) == len(set(lb[cb].tolist()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sklearn-max", type=int, default=3_000_000)
+    parser.add_argument("--dbscan-max", type=int, default=100_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eps", type=float, default=None, help="skip the knee search")
+    args = parser.parse_args()
+    rows = []
+    for n in args.sizes:
+        npy = _dataset(n, args.seed)
+        eps = args.eps if args.eps is not None else knee_eps(np.load(npy))
+        print(f"\n== n={n:,}  eps={eps:.4f} (knee)  minPoints={MIN_POINTS}", flush=True)
+        results: dict[str, dict] = {}
+        outs = {
+            "ours": DATA / f"labels_ours_{n}.parquet",
+            "sklearn": DATA / f"labels_sklearn_{n}.npz",
+            "dbscan": DATA / f"labels_dbscan_{n}.npz",
+        }
+        for which in ("ours", "dbscan", "sklearn"):
+            limit = {"ours": 10**12, "sklearn": args.sklearn_max, "dbscan": args.dbscan_max}
+            if n > limit[which]:
+                continue
+            results[which] = _measure(which, npy, eps, outs[which])
+            print(f"  {which:8s} {json.dumps(results[which])}", flush=True)
+        ref = next((w for w in ("sklearn", "dbscan") if "seconds" in results.get(w, {})), None)
+        parity = None
+        if ref and "seconds" in results.get("ours", {}):
+            parity = _same(_load_labels("ours", outs["ours"]), _load_labels(ref, outs[ref]))
+        row = {"n": n, "eps": eps, "parity_vs": ref, "parity": parity, **results}
+        for other in ("sklearn", "dbscan"):
+            if "seconds" in results.get(other, {}) and "seconds" in results.get("ours", {}):
+                row[f"time_ratio_vs_{other}"] = (
+                    results["ours"]["seconds"] / results[other]["seconds"]
+                )
+                row[f"memory_ratio_vs_{other}"] = (
+                    results["ours"]["peak_gib"] / results[other]["peak_gib"]
+                )
+        print(f"  ratios: { {k: round(v, 3) for k, v in row.items() if 'ratio' in k} }")
+        print(f"  parity with {ref}: {parity}")
+        rows.append(row)
+    print("\n" + json.dumps(rows))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        which, npy, eps, out = sys.argv[2], Path(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
+        print(json.dumps(RUNNERS[which](npy, eps, out)), flush=True)
+    else:
+        main()
