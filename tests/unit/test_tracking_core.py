@@ -72,6 +72,8 @@ def test_bad_input_raises_before_any_backend_call(tmp_path, monkeypatch):
         tracking.Trial("exp", "t", backend="wandb")
     with pytest.raises(ValueError, match=r"^tags="):
         tracking.Trial("exp", "t", tags={"bad key!": 1}, backend="mlflow")
+    with pytest.raises(ValueError, match=r"^tags: 36 user tags on one trial is too many"):
+        tracking.Trial("exp", "t", tags={f"k{i}": i for i in range(36)}, backend="none")
     assert not (tmp_path / "mlflow.db").exists()
     with tracking.trial("exp", "t", backend="none") as t:
         with pytest.raises(ValueError, match=r"^metric="):

@@ -222,8 +222,7 @@ class Trial:
     ) -> None:
         self.experiment = validate_name("experiment", experiment)
         self.name = validate_name("trial", name)
-        for key in tags or {}:
-            validate_key("tags", key)
+        _check_tags(tags or {}, set())
         self.config = resolve_config(backend, config=config, strict=strict, **options)
         self.strict = self.config.strict
         self.user_tags = redact_tags(tags or {})
@@ -499,8 +498,7 @@ class Trial:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Add tags to the trial (credential-like keys redacted)."""
-        for key in tags:
-            validate_key("tags", key)
+        _check_tags(tags, set(self.user_tags))
         clean = redact_tags(tags)
         with self._lock:
             self._require_open()
@@ -585,6 +583,21 @@ class Trial:
             f"{self.recorded} calls recorded, {len(self.failures)} not recorded"
         )
         return "\n".join([head, *(f"  - {f.what}: {f.error}" for f in self.failures)])
+
+
+#: SageMaker allows 50 tags per resource; the run context and our own bookkeeping use up to 15.
+MAX_USER_TAGS = 35
+
+
+def _check_tags(tags: Mapping[str, Any], existing: set[str]) -> None:
+    for key in tags:
+        validate_key("tags", key)
+    total = len(existing | set(tags))
+    if total > MAX_USER_TAGS:
+        raise ValueError(
+            f"tags: {total} user tags on one trial is too many; accepted: at most "
+            f"{MAX_USER_TAGS} (SageMaker's 50 tags per resource, less the run context)"
+        )
 
 
 # --------------------------------------------------------------------------------- active trial
