@@ -288,7 +288,7 @@ class Trial:
                 if self._implicit is not None:
                     self._end_component(self._implicit, ok)
                 self._flush(self.root)
-                if self.backend is not None:
+                if self._usable(self.root, f"end trial {self.name}"):
                     self._guard(
                         f"end trial {self.name}", lambda: self._be().end_trial(self.handle, ok)
                     )
