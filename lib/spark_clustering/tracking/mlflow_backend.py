@@ -36,7 +36,13 @@ class MlflowBackend:
     """Writes trials to an MLflow tracking store through ``MlflowClient``."""
 
     def __init__(self, config: TrackingConfig) -> None:
-        from mlflow import MlflowClient
+        try:
+            from mlflow import MlflowClient
+        except ImportError as exc:
+            raise ImportError(
+                "the mlflow tracking backend needs mlflow: pip install 'spark-clustering[mlflow]' "
+                "(or choose backend='none' / SPARK_CLUSTERING_TRACKING=none)"
+            ) from exc
 
         self.config = config
         self.uri = config.mlflow_uri()

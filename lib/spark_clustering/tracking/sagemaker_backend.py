@@ -81,8 +81,13 @@ def _client(service: str, config: TrackingConfig) -> Any:
     sweep reuses one per (service, profile, region, endpoint, attempts); boto3 clients are
     thread-safe.
     """
-    import boto3
-    from botocore.config import Config
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise ImportError(
+            "the sagemaker tracking backend needs boto3: pip install 'spark-clustering[aws]'"
+        ) from exc
 
     env = (
         "AWS_ENDPOINT_URL",
