@@ -231,3 +231,13 @@ def test_job_tracking_arguments_open_the_described_trial(tmp_path):
     add_tracking_arguments(bare, trial=False)
     with pytest.raises(SystemExit):
         bare.parse_args([])  # --experiment is required when there is no default
+
+
+def test_missing_mlflow_is_reported_with_the_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
+    with tracking.trial("exp", "no-mlflow", backend="mlflow") as t:
+        hooks.log_metrics({"silhouette": 0.5})
+    assert t.failures[0].what == "open backend"
+    assert "pip install 'spark-clustering[mlflow]'" in t.failures[0].error
