@@ -483,8 +483,9 @@ def _parse_scale(r: _Reader, data) -> ScaleSpec:
     hi = float(r.get(t, "scale", "max", (int, float), 1.0))
     if lo >= hi:
         r.problems.append(f"scale.min={lo} must be below scale.max={hi}")
-    lower = r.fraction(t, "scale", "lower", 0.25)
-    upper = r.fraction(t, "scale", "upper", 0.75)
+    # Spark's RobustScaler takes quantiles strictly between 0 and 1
+    lower = r.fraction(t, "scale", "lower", 0.25, 1e-9, 1.0 - 1e-9)
+    upper = r.fraction(t, "scale", "upper", 0.75, 1e-9, 1.0 - 1e-9)
     if lower >= upper:
         r.problems.append(f"scale.lower={lower} must be below scale.upper={upper}")
     return ScaleSpec(
