@@ -358,3 +358,19 @@ def test_missing_region_is_a_clear_error(aws_endpoint, monkeypatch, tmp_path):
     assert "region=None is not valid" in t.failures[0].error
     with pytest.raises(ValueError, match="region=None is not valid"):
         tracking.leaderboard("no-region", backend="sagemaker")
+
+
+def test_experiment_created_meanwhile_is_adopted(proxy, sm):
+    # a parallel job of the sweep created the shard after our Search: AWS answers CreateExperiment
+    # with "already exists" (moto would overwrite, so the proxy gives AWS's answer)
+    sm.create_experiment(ExperimentName="parallel")
+    message = "Experiment 'parallel' already exists."
+    proxy.plan = {"CreateExperiment": [("ValidationException", message)]}
+    with tracking.trial("parallel", "joins", backend="sagemaker", endpoint_url=proxy.url) as t:
+        t.log_metric("silhouette", 0.3)
+    assert t.failures == [], t.summary_text()
+    assert proxy.injected["CreateExperiment"] == 1
+    arn = sm.describe_experiment(ExperimentName="parallel")["ExperimentArn"]
+    tags = {x["Key"]: x["Value"] for x in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags["spark-clustering:experiment"] == "parallel"
+    assert len(sm.list_trials(ExperimentName="parallel")["TrialSummaries"]) == 1

@@ -182,21 +182,13 @@ class SageMakerBackend:
                 Tags=tags,
             )["ExperimentArn"]
         except Exception as exc:
-            # created meanwhile by a parallel job of the same sweep: adopt it
+            # created meanwhile by a parallel job of the same sweep (Search lags behind writes):
+            # adopt it; DescribeExperiment is consistent and the experiment exists
             if "exist" not in str(exc).lower():
                 raise
-            arn = self._search_one("Experiment", "ExperimentName", name)["ExperimentArn"]
+            arn = self.sm.describe_experiment(ExperimentName=name)["ExperimentArn"]
         self.sm.add_tags(ResourceArn=arn, Tags=tags)
         return name
-
-    def _search_one(self, resource: str, field: str, value: str) -> dict[str, Any]:
-        page = self.sm.search(
-            Resource=resource,
-            SearchExpression={"Filters": [{"Name": field, "Operator": "Equals", "Value": value}]},
-        )
-        for result in page.get("Results", []):
-            return dict(result[resource])
-        raise RuntimeError(f"{resource} {value!r} is neither creatable nor found")
 
     def _paginate(self, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
