@@ -13,8 +13,14 @@ a region's home point is then present in that region, which makes per-region nei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import Column
+
+HALO_RELATIVE_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class Regions:
         The halo test grows each box by ``eps`` plus a relative margin, so rounding can only
         add a point to a halo, never drop one.
         """
-        margin = eps * (1.0 + 1e-9) + 1e-300
+        margin = _halo_margin(eps)
         rows: list[np.ndarray] = []
         regions: list[np.ndarray] = []
         homes: list[np.ndarray] = []
@@ -64,6 +70,45 @@ class Regions:
             return empty, empty.astype(np.int32), empty.astype(bool)
         return np.concatenate(rows), np.concatenate(regions), np.concatenate(homes)
 
+    def _box_condition(self, i: int, xcols: list[str], margin: float | None) -> Column:
+        """The JVM-side test ``x in box i`` (half-open), or ``x in box i grown by margin``."""
+        from pyspark.sql import functions as F
+
+        cond = F.lit(True)
+        for j, c in enumerate(xcols):
+            lo, hi = float(self.lo[i, j]), float(self.hi[i, j])
+            x = F.col(c)
+            if margin is None:
+                if np.isfinite(lo):
+                    cond = cond & (x >= F.lit(lo))
+                if np.isfinite(hi):
+                    cond = cond & (x < F.lit(hi))
+            else:
+                if np.isfinite(lo):
+                    cond = cond & (x >= F.lit(lo - margin))
+                if np.isfinite(hi):
+                    cond = cond & (x <= F.lit(hi + margin))
+        return cond
+
+    def home_expr(self, xcols: list[str]) -> Column:
+        """Spark SQL expression of :meth:`home` over the coordinate columns (runs in the JVM)."""
+        from pyspark.sql import functions as F
+
+        expr = F.when(self._box_condition(0, xcols, None), F.lit(0))
+        for i in range(1, self.n_regions):
+            expr = expr.when(self._box_condition(i, xcols, None), F.lit(i))
+        return expr.cast("int")
+
+    def memberships_expr(self, xcols: list[str], eps: float) -> Column:
+        """Spark SQL array of the regions whose eps-grown box holds the row (home included)."""
+        from pyspark.sql import functions as F
+
+        margin = _halo_margin(eps)
+        hits = [
+            F.when(self._box_condition(i, xcols, margin), F.lit(i)) for i in range(self.n_regions)
+        ]
+        return F.filter(F.array(*hits), lambda r: r.isNotNull())
+
     def to_rows(self) -> list[tuple[int, list[float], list[float]]]:
         """(region, lo, hi) rows for persistence."""
         return [(i, self.lo[i].tolist(), self.hi[i].tolist()) for i in range(self.n_regions)]
@@ -76,6 +121,11 @@ class Regions:
         lo = np.array([r[1] for r in rows], dtype=np.float64).reshape(len(rows), d)
         hi = np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), d)
         return cls(lo, hi)
+
+
+def _halo_margin(eps: float) -> float:
+    """eps plus a relative margin: rounding may add a point to a halo, never drop one."""
+    return eps * (1.0 + HALO_RELATIVE_MARGIN) + 1e-300
 
 
 def build_regions(sample: np.ndarray, n_regions: int, min_width: float) -> Regions:

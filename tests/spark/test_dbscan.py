@@ -181,3 +181,25 @@ def test_rows_of_different_dimensions_rejected(spark):
     df = spark.createDataFrame([(1, [0.0, 1.0]), (2, [0.0, 1.0, 2.0])], ["id", "features"])
     with pytest.raises(ValueError, match="different dimensions"):
         DBSCAN().fit(df)
+
+
+def test_sql_routing_matches_numpy_routing(spark):
+    from spark_clustering.backends.dbscan_spark import route_with_halo
+    from spark_clustering.partitioning import build_regions
+
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0, 10, size=(2000, 2))
+    regions = build_regions(x, 9, min_width=0.5)
+    x = np.concatenate([x, regions.lo[np.isfinite(regions.lo).all(axis=1)]])  # on the edges
+    df = spark.createDataFrame(
+        [(i, float(a), float(b)) for i, (a, b) in enumerate(x)], ["id", "x0", "x1"]
+    )
+    home = df.select("id", regions.home_expr(["x0", "x1"]).alias("r")).toPandas()
+    np.testing.assert_array_equal(home.sort_values("id")["r"].to_numpy(), regions.home(x))
+    routed = route_with_halo(df, regions, ["x0", "x1"], 0.5).toPandas()
+    rows, region, is_home = regions.memberships(x, 0.5)
+    expected = set(zip(rows.tolist(), region.tolist(), is_home.tolist(), strict=True))
+    got = set(
+        zip(routed["id"].tolist(), routed["region"].tolist(), routed["home"].tolist(), strict=True)
+    )
+    assert got == expected

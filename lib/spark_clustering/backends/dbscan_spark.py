@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -54,26 +53,18 @@ def _coords_schema(xcols: list[str]) -> str:
     return ", ".join(f"{c} double" for c in xcols)
 
 
-def _route(regions: Regions, eps: float | None, xcols: list[str], extra: list[str]):
-    """mapInPandas function: home region (eps None) or home + halo memberships of each row."""
-    lo, hi = regions.lo, regions.hi
+def route_with_halo(df: DataFrame, regions: Regions, xcols: list[str], eps: float) -> DataFrame:
+    """One row per (row, region) for its home region and each region whose halo holds it,
+    with ``home`` telling which; computed in the JVM, no Python round trip."""
+    from pyspark.sql import functions as F
 
-    def route(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        reg = Regions(lo, hi)
-        for pdf in batches:
-            x = pdf[xcols].to_numpy(dtype=np.float64)
-            if eps is None:
-                out = pd.DataFrame({"region": reg.home(x)})
-                for c in xcols + extra:
-                    out[c] = pdf[c].to_numpy()
-            else:
-                rows, region, home = reg.memberships(x, eps)
-                out = pd.DataFrame({"region": region, "home": home})
-                for c in xcols + extra:
-                    out[c] = pdf[c].to_numpy()[rows]
-            yield out
-
-    return route
+    others = [c for c in df.columns if c not in xcols]
+    return df.select(
+        F.explode(regions.memberships_expr(xcols, eps)).alias("region"),
+        regions.home_expr(xcols).alias("__home_region"),
+        *xcols,
+        *others,
+    ).select("region", (F.col("region") == F.col("__home_region")).alias("home"), *xcols, *others)
 
 
 def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
@@ -151,9 +142,7 @@ def fit_distributed(
         time.monotonic() - t0,
     )
 
-    routed = points.select(*xcols).mapInPandas(
-        _route(regions, eps, xcols, []), f"region int, home boolean, {_coords_schema(xcols)}"
-    )
+    routed = route_with_halo(points.select(*xcols), regions, xcols, eps)
     result = (
         routed.groupBy("region")
         .applyInPandas(
@@ -271,13 +260,8 @@ def label_distributed(
 ) -> DataFrame:
     """(coordinates, cluster, is_core) for every distinct valid point of ``rows``."""
     schema = _coords_schema(xcols)
-    queries = rows.select(*xcols).mapInPandas(
-        _route(regions, None, xcols, []), f"region int, {schema}"
-    )
-    replicated = cores.mapInPandas(
-        _route(regions, eps, xcols, ["cluster"]),
-        f"region int, home boolean, {schema}, cluster int",
-    ).drop("home")
+    queries = rows.select(regions.home_expr(xcols).alias("region"), *xcols)
+    replicated = route_with_halo(cores, regions, xcols, eps).drop("home")
     return (
         queries.groupBy("region")
         .cogroup(replicated.groupBy("region"))
