@@ -385,12 +385,11 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         feature_type(dataset, self.getFeaturesCol())
         fit = _FITTERS[self.resolvedBackend()]
         model = fit(self, dataset)
-        model._thresholds = fitted_thresholds(
-            model.transform(dataset),
-            self.getOutlierQuantile(),
-            self.getPredictionCol(),
-            self.getDistanceCol(),
-        )
+        quantile = self.getOutlierQuantile()
+        if quantile is not None:
+            model._thresholds = fitted_thresholds(
+                model.transform(dataset), quantile, self.getPredictionCol(), self.getDistanceCol()
+            )
         log_fit(self)
         return model
 

@@ -86,11 +86,9 @@ def flag_outliers(
 
 
 def fitted_thresholds(
-    scored: DataFrame, quantile: float | None, clusterCol: str, distanceCol: str
+    scored: DataFrame, quantile: float, clusterCol: str, distanceCol: str
 ) -> dict[int, float]:
-    """Thresholds for a model being fitted (empty when no quantile was asked for)."""
-    if quantile is None:
-        return {}
+    """Thresholds learnt on the training rows scored by the model being fitted."""
     return cluster_distance_thresholds(
         scored, quantile, clusterCol=clusterCol, distanceCol=distanceCol
     )
