@@ -26,14 +26,15 @@ def _plain(df):
 @pytest.fixture(scope="module")
 def numbers(spark):
     rows = [(i, float(v)) for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8, 9, 100], start=1)]
-    return spark.createDataFrame(rows, "id long, x double")
+    return spark.createDataFrame([*rows, (11, None)], "id long, x double")
 
 
 def test_winsorize_clips_at_the_quantiles(spark, numbers):
     out, bounds = clean.winsorize(numbers, ["x"], 0.0, 0.9, relative_error=0.0)
     assert bounds == {"x": (1.0, 9.0)}
     expected = spark.createDataFrame(
-        [(i, float(min(v, 9))) for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8, 9, 100], 1)],
+        [(i, float(min(v, 9))) for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8, 9, 100], 1)]
+        + [(11, None)],  # a missing value stays missing
         "id long, x double",
     )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
@@ -41,10 +42,13 @@ def test_winsorize_clips_at_the_quantiles(spark, numbers):
 
 def test_select_stage_casts_and_clips(spark):
     df = spark.createDataFrame(
-        [(1, 5, "a", "junk"), (2, -3, None, "junk")], "id long, n int, c string, other string"
+        [(1, 5, "a", "junk"), (2, -3, None, "junk"), (3, None, "b", "junk")],
+        "id long, n int, c string, other string",
     )
     stage = clean.select_stage("id", ["n"], ["c"], {"n": (0.0, 4.0)})
-    expected = spark.createDataFrame([(1, 4.0, "a"), (2, 0.0, None)], "id long, n double, c string")
+    expected = spark.createDataFrame(
+        [(1, 4.0, "a"), (2, 0.0, None), (3, None, "b")], "id long, n double, c string"
+    )
     assert_df_equality(stage.transform(df), expected, ignore_row_order=True, ignore_nullable=True)
 
 

@@ -82,7 +82,8 @@ def select_stage(
         expr = f"CAST({quote(col)} AS DOUBLE)"
         if col in clip:
             lo, hi = clip[col]
-            expr = f"LEAST(GREATEST({expr}, {_num(lo)}), {_num(hi)})"
+            # GREATEST/LEAST skip nulls: a missing value must stay missing for imputation
+            expr = f"IF({expr} IS NULL, NULL, LEAST(GREATEST({expr}, {_num(lo)}), {_num(hi)}))"
         parts.append(f"{expr} AS {quote(col)}")
     parts += [f"CAST({quote(c)} AS STRING) AS {quote(c)}" for c in categorical]
     return SQLTransformer(statement=f"SELECT {', '.join(parts)} FROM __THIS__")
@@ -205,7 +206,8 @@ def winsorize(
     bounds = winsorize_bounds(df, cols, lower, upper, relative_error)
     out = df
     for col, (lo, hi) in bounds.items():
+        x = F.col(col).cast("double")
         out = out.withColumn(
-            col, F.least(F.greatest(F.col(col).cast("double"), F.lit(lo)), F.lit(hi))
+            col, F.when(x.isNull(), x).otherwise(F.least(F.greatest(x, F.lit(lo)), F.lit(hi)))
         )
     return out, bounds

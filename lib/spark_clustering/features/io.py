@@ -310,7 +310,8 @@ def validate_input(
                 clipped = F.greatest(clipped, F.lit(rule.min))
             if rule.max is not None:
                 clipped = F.least(clipped, F.lit(rule.max))
-            out = out.withColumn(rule.column, clipped)
+            # greatest/least skip nulls: keep a missing value missing
+            out = out.withColumn(rule.column, F.when(value.isNull(), value).otherwise(clipped))
     return out, report, dropped
 
 
