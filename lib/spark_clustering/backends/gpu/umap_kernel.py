@@ -1,0 +1,83 @@
+"""UMAP on NVIDIA GPUs: cuML fits on the driver sample; transform's k-NN runs in cupy.
+
+Written against cuML's documented API (``cuml.manifold.UMAP`` with ``n_neighbors``,
+``n_components``, ``min_dist``, ``metric``, ``random_state``; ``fit_transform`` returning the
+input's array type) and cupy. cuml and cupy are imported inside the methods, so this module
+imports on a machine without them; it runs only where :func:`spark_clustering.base.
+resolve_backend` found a GPU.
+
+Transform places points exactly as the CPU kernel does (same weights, start, epochs, seeds;
+see :mod:`spark_clustering.backends.cpu.umap_kernel`); only the exact nearest-neighbour search
+(the part that grows with ``sample x rows``) runs on the device. A model fitted on either
+backend can be saved, loaded and applied on the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..cpu.umap_kernel import FitResult, find_ab_params, transform_points
+
+#: Spark-facing Param -> cuML keyword (the one translation table of this backend).
+CUML_NAMES = {
+    "nNeighbors": "n_neighbors",
+    "nComponents": "n_components",
+    "minDist": "min_dist",
+    "metric": "metric",
+    "seed": "random_state",
+}
+_QUERY_BLOCK = 4096
+
+
+def cupy_knn(
+    prepared: dict[str, Any], queries: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest training points on the GPU: (indices, distances), sorted, as numpy."""
+    import cupy as cp
+
+    train = prepared.get("_device_train")
+    if train is None:
+        train = cp.asarray(prepared["train"])
+        prepared["_device_train"] = train
+        prepared["_device_sqnorm"] = (train * train).sum(axis=1)
+    sq = prepared["_device_sqnorm"]
+    q_all = np.ascontiguousarray(queries, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(q_all, axis=1)
+        q_all = q_all / np.where(norms > 0, norms, 1.0)[:, None]
+    idx_parts = []
+    for start in range(0, len(q_all), _QUERY_BLOCK):
+        q = cp.asarray(q_all[start : start + _QUERY_BLOCK])
+        cand = sq[None, :] - 2.0 * (q @ train.T)
+        part = cp.argpartition(cand, k - 1, axis=1)[:, :k]
+        idx_parts.append(cp.asnumpy(part))
+    idx = np.concatenate(idx_parts).astype(np.int64)
+    diff = q_all[:, None, :] - prepared["train"][idx]
+    sqd = np.einsum("ijk,ijk->ij", diff, diff)
+    dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+
+class GPUUMAPKernel:
+    """cuML UMAP fit on the driver; cupy k-NN plus the shared placement on the executors."""
+
+    name = "gpu"
+
+    def fit(self, x: np.ndarray, params: dict[str, Any]) -> FitResult:
+        from cuml.manifold import UMAP as CumlUMAP
+
+        kwargs = {CUML_NAMES[k]: v for k, v in params.items() if k in CUML_NAMES}
+        model = CumlUMAP(**kwargs)
+        embedding = np.asarray(model.fit_transform(np.ascontiguousarray(x, dtype=np.float32)))
+        # cuML fits the same curve as umap-learn from spread=1 and min_dist
+        a, b = find_ab_params(1.0, float(params["minDist"]))
+        return FitResult(embedding.astype(np.float64), a, b)
+
+    def transform(self, state: dict[str, Any], queries: np.ndarray) -> np.ndarray:
+        return transform_points(state, queries, cupy_knn)
+
+
+GPU_KERNEL = GPUUMAPKernel()
