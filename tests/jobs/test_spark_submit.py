@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,23 +33,36 @@ class Job:
 
     args: Callable[[Path], list[str]]
     outputs: Callable[[Path], list[Path]] = field(default=lambda work: [])
-    before: tuple[str, ...] = ()  # jobs to run first in the same folder (their outputs feed us)
+    stdout: tuple[str, ...] = ()  # text the job must print
+    #: prepares the job's input in the working folder, with the test session's Spark
+    setup: Callable[[Any, Path], object] | None = None
+
+
+def _generated_transactions(spark: Any, work: Path) -> object:
+    from spark_clustering.features.generate import generate_transactions
+
+    return generate_transactions(spark, 400, str(work / "generated"), seed=3)
 
 
 #: job name (spark_jobs/<name>.py) -> how to run it with the smallest useful input.
 JOBS: dict[str, Job] = {
     "prepare_features": Job(
+        setup=_generated_transactions,
         args=lambda w: [
             "--config",
             str(ROOT / "examples" / "prepare.toml"),
+            "--input",
+            str(w / "generated" / "transactions"),
             "--output",
-            str(w / "features"),
+            str(w / "prepared"),
+            "--gpu",
+            "off",
         ],
-        outputs=lambda w: [w / "features"],
+        outputs=lambda w: [w / "prepared" / "features", w / "prepared" / "preparation.json"],
     ),
     "dbscan_demo": Job(
-        args=lambda w: ["--output", str(w / "dbscan")],
-        outputs=lambda w: [w / "dbscan"],
+        args=lambda w: ["--points", "1500", "--eps", "0.6", "--min-points", "10"],
+        stdout=("clusters found:", "adjusted Rand index"),
     ),
 }
 
@@ -128,16 +142,18 @@ def test_zip_is_what_the_driver_and_executors_import(pyfiles_zip: Path, tmp_path
 
 
 @pytest.mark.parametrize("job", sorted(JOBS))
-def test_job_runs_through_spark_submit(job: str, pyfiles_zip: Path, tmp_path: Path) -> None:
+def test_job_runs_through_spark_submit(
+    job: str, pyfiles_zip: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     spec = JOBS[job]
-    for name in (*spec.before, job):
-        script = SPARK_JOBS / f"{name}.py"
-        if not script.is_file():
-            pytest.skip(f"spark_jobs/{name}.py is not written yet")
-    for name in (*spec.before, job):
-        proc = spark_submit(
-            SPARK_JOBS / f"{name}.py", JOBS[name].args(tmp_path), pyfiles_zip, tmp_path
-        )
-        assert proc.returncode == 0, f"spark-submit {name} failed:\n{_tail(proc.stderr)}"
+    script = SPARK_JOBS / f"{job}.py"
+    if not script.is_file():
+        pytest.skip(f"spark_jobs/{job}.py is not written yet")
+    if spec.setup is not None:
+        spec.setup(request.getfixturevalue("spark"), tmp_path)
+    proc = spark_submit(script, spec.args(tmp_path), pyfiles_zip, tmp_path)
+    assert proc.returncode == 0, f"spark-submit {job} failed:\n{_tail(proc.stderr)}"
+    for text in spec.stdout:
+        assert text in proc.stdout, f"{job} did not print {text!r}:\n{_tail(proc.stdout)}"
     for output in spec.outputs(tmp_path):
         assert output.exists(), f"{job} did not write {output}"
