@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PCA", "PCAModel"]
 
-ALGORITHM_MODES = ("regular", "randomized")
+ALGORITHM_MODES = ("regular", "stable", "randomized")
 
 
 class _PCAParams(HasFeaturesCol, HasOutputCol, HasSparkOrSageMakerBackend):
@@ -61,7 +61,7 @@ class _PCAParams(HasFeaturesCol, HasOutputCol, HasSparkOrSageMakerBackend):
     algorithmMode: Param[str] = Param(
         Params._dummy(),
         "algorithmMode",
-        "'regular' or 'randomized' (SageMaker backend)",
+        "'regular', 'stable' or 'randomized' (SageMaker backend)",
         typeConverter=TypeConverters.toString,
     )
     subtractMean: Param[bool] = Param(

@@ -251,8 +251,6 @@ def _set_hyperparameters(estimator: Any, hyper: dict[str, str]) -> None:
                 break
             except ValueError:
                 continue
-        if raw in ("true", "false"):
-            candidates.insert(0, raw == "true")
         for value in candidates:
             try:
                 estimator._set(**{name: value})

@@ -22,7 +22,8 @@ def _eval_metrics(value: Any) -> str:
 
 
 def _bool(value: Any) -> str:
-    return "true" if value else "false"
+    # SageMaker's PCA documents (and sagemaker-spark validates) "True" / "False"
+    return "True" if value else "False"
 
 
 #: algorithm -> {our Param name: (SageMaker hyperparameter, value translation)}
