@@ -117,10 +117,7 @@ def exact_knn(
     prepared: dict[str, np.ndarray], queries: np.ndarray, k: int, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``k`` nearest training points of each query: (indices, distances), sorted."""
-    q = np.ascontiguousarray(queries, dtype=np.float64)
-    if metric == "cosine":
-        norms = np.linalg.norm(q, axis=1)
-        q = q / np.where(norms > 0, norms, 1.0)[:, None]
+    q = as_queries(queries, metric)
     xc, sq = prepared["centered"], prepared["sqnorm"]
     n_train = len(xc)
     step = max(1, _BLOCK_ELEMENTS // max(1, n_train))
@@ -129,6 +126,22 @@ def exact_knn(
         block = q[start : start + step] - prepared["center"]
         cand = sq[None, :] - 2.0 * (block @ xc.T)  # ||q - x||^2 - ||q||^2: same ranking
         idx[start : start + step] = _topk_rows(cand, k)
+    return refine_neighbours(prepared, q, idx, metric)
+
+
+def as_queries(queries: np.ndarray, metric: str) -> np.ndarray:
+    """Queries as float64 rows, unit-normalised for the cosine metric (as the training rows)."""
+    q = np.ascontiguousarray(queries, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(q, axis=1)
+        q = q / np.where(norms > 0, norms, 1.0)[:, None]
+    return q
+
+
+def refine_neighbours(
+    prepared: dict[str, Any], q: np.ndarray, idx: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances to the chosen neighbours (from differences), sorted ascending."""
     diff = q[:, None, :] - prepared["train"][idx]
     sqd = np.einsum("ijk,ijk->ij", diff, diff)
     dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)  # 1 - cos = ||u - v||^2 / 2

@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu.umap_kernel import FitResult, find_ab_params, transform_points
+from ..cpu.umap_kernel import (
+    FitResult,
+    as_queries,
+    find_ab_params,
+    refine_neighbours,
+    transform_points,
+)
 
 #: Spark-facing Param -> cuML keyword (the one translation table of this backend).
 CUML_NAMES = {
@@ -43,10 +49,7 @@ def cupy_knn(
         prepared["_device_train"] = train
         prepared["_device_sqnorm"] = (train * train).sum(axis=1)
     sq = prepared["_device_sqnorm"]
-    q_all = np.ascontiguousarray(queries, dtype=np.float64)
-    if metric == "cosine":
-        norms = np.linalg.norm(q_all, axis=1)
-        q_all = q_all / np.where(norms > 0, norms, 1.0)[:, None]
+    q_all = as_queries(queries, metric)
     idx_parts = []
     for start in range(0, len(q_all), _QUERY_BLOCK):
         q = cp.asarray(q_all[start : start + _QUERY_BLOCK])
@@ -54,11 +57,7 @@ def cupy_knn(
         part = cp.argpartition(cand, k - 1, axis=1)[:, :k]
         idx_parts.append(cp.asnumpy(part))
     idx = np.concatenate(idx_parts).astype(np.int64)
-    diff = q_all[:, None, :] - prepared["train"][idx]
-    sqd = np.einsum("ijk,ijk->ij", diff, diff)
-    dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)
-    order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    return refine_neighbours(prepared, q_all, idx, metric)
 
 
 class GPUUMAPKernel:
