@@ -45,8 +45,13 @@ RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin"
 #: (for example the SageMaker backend adds sagemaker-pyspark's jars and protobuf-java).
 JAR_PROVIDERS: list[Callable[[], list[str]]] = []
 
-#: Where Debian's libprotobuf-java puts protobuf-java (``SPARK_CLUSTERING_PROTOBUF_JAR`` wins).
-PROTOBUF_JARS = ("/usr/share/java/protobuf.jar", "/usr/share/java/protobuf-java.jar")
+#: Where protobuf-java is looked for (``SPARK_CLUSTERING_PROTOBUF_JAR`` wins): Debian's
+#: libprotobuf-java, then where emr/bootstrap.sh copies it on EMR.
+PROTOBUF_JARS = (
+    "/usr/share/java/protobuf.jar",
+    "/usr/share/java/protobuf-java.jar",
+    "/opt/spark-clustering/jars/protobuf-java.jar",
+)
 
 
 def sagemaker_jars() -> list[str]:

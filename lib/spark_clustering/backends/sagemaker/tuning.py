@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...base import check_range, log_metrics
+from ...base import check_range
 from ...features.vectors import scan_features
 from .clients import CreatedResources, apply_s3a, boto3_client
 from .config import SageMakerConfig
@@ -82,6 +82,7 @@ def tune_kmeans(
     objective: str = "test:msd",
     ranges: dict[str, Any] | None = None,
     wait: bool = True,
+    tracking_experiment: str | None = None,
 ) -> TuningResult:
     """Create a SageMaker tuning job for KMeans with ``k`` clusters and report the best job.
 
@@ -101,6 +102,9 @@ def tune_kmeans(
         ``ParameterRanges``; default :data:`KMEANS_TUNING_RANGES` (SageMaker's documented ones).
     wait : bool
         Poll until the job ends (``config.poll_seconds``); otherwise return right after creating.
+    tracking_experiment : str, optional
+        With tracking on, each training job of the tuning job is logged as a trial of this
+        experiment (its tuned hyperparameters as parameters, the objective as a metric).
 
     Examples
     --------
@@ -211,12 +215,8 @@ def tune_kmeans(
     best = described.get("BestTrainingJob") or {}
     final = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
     jobs = _training_jobs(sm, name) if wait else []
-    for job in jobs:
-        # one trial per training job when tracking is on (no-op otherwise)
-        log_metrics(
-            {"objective": job.get("objective"), **job.get("hyperparameters", {})},
-            component=f"TuningTrial/{job['name']}",
-        )
+    if tracking_experiment:
+        log_trials(tracking_experiment, name, objective, jobs)
     return TuningResult(
         tuning_job_name=name,
         status=status,
@@ -246,3 +246,16 @@ def _training_jobs(sm: Any, name: str) -> list[dict[str, Any]]:
         }
         for s in summaries
     ]
+
+
+def log_trials(
+    experiment: str, tuning_job: str, objective: str, jobs: list[dict[str, Any]]
+) -> None:
+    """One tracking trial per training job (backend from the tracking config; 'none' = no-op)."""
+    from ... import tracking
+
+    for job in jobs:
+        with tracking.trial(experiment, job["name"], tags={"tuning_job": tuning_job}) as t:
+            t.log_parameters({"algorithm": "kmeans", **job["hyperparameters"]})
+            if job.get("objective") is not None:
+                t.log_metric(objective.replace(":", "_"), job["objective"])
