@@ -86,3 +86,23 @@ def test_translation_table():
         "feature_dim": "9",
         "subtract_mean": "False",
     }
+
+
+def test_get_spark_jar_provider_orders_sagemaker_jars(monkeypatch, tmp_path):
+    import importlib.util
+
+    from spark_clustering.session import JAR_PROVIDERS, sagemaker_jars
+
+    if importlib.util.find_spec("sagemaker_pyspark") is None:
+        pytest.skip("sagemaker_pyspark is not installed")
+    assert sagemaker_jars in JAR_PROVIDERS
+    fake = tmp_path / "protobuf-java-3.jar"
+    fake.write_bytes(b"")
+    monkeypatch.setenv("SPARK_CLUSTERING_PROTOBUF_JAR", str(fake))
+    names = [j.rsplit("/", 1)[-1] for j in sagemaker_jars()]
+    assert names[0].startswith("sagemaker-spark_2.12")
+    sdk = [i for i, n in enumerate(names) if n.startswith("aws-java-sdk-") and "bundle" not in n]
+    bundle = names.index(next(n for n in names if n.startswith("aws-java-sdk-bundle")))
+    assert sdk and max(sdk) < bundle  # SDK 1.12 classes win over the 1.11 bundle's
+    assert any(n.startswith("hadoop-aws") for n in names)
+    assert names[-1] == fake.name

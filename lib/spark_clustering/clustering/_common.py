@@ -62,6 +62,10 @@ class HasSparkOrSageMakerBackend(Params):
         self._sagemaker_config = config
         return self
 
+    def _opt(self, param: Param) -> Any:
+        """The Param's value, or None when it is neither set nor defaulted."""
+        return self.getOrDefault(param) if self.isDefined(param) else None
+
     def getSageMakerConfig(self) -> Any:
         """The SageMaker configuration set on this stage, or None."""
         return getattr(self, "_sagemaker_config", None)

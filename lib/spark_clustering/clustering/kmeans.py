@@ -163,11 +163,7 @@ class _KMeansParams(HasFeaturesCol, HasPredictionCol, HasSeed, HasSparkOrSageMak
 
     def getOutlierQuantile(self) -> float | None:
         """Gets the value of outlierQuantile, or None when unset."""
-        return (
-            self.getOrDefault(self.outlierQuantile)
-            if self.isDefined(self.outlierQuantile)
-            else None
-        )
+        return self._opt(self.outlierQuantile)
 
     def getOutlierCol(self) -> str:
         """Gets the value of outlierCol or its default value."""
@@ -175,7 +171,7 @@ class _KMeansParams(HasFeaturesCol, HasPredictionCol, HasSeed, HasSparkOrSageMak
 
     def getFeatureDim(self) -> int | None:
         """Gets the value of featureDim, or None when unset (taken from the data)."""
-        return self.getOrDefault(self.featureDim) if self.isDefined(self.featureDim) else None
+        return self._opt(self.featureDim)
 
     def getMiniBatchSize(self) -> int | None:
         """Gets the value of miniBatchSize, or None when unset (SageMaker's default)."""
@@ -192,9 +188,6 @@ class _KMeansParams(HasFeaturesCol, HasPredictionCol, HasSeed, HasSparkOrSageMak
     def getEvalMetrics(self) -> str | None:
         """Gets the value of evalMetrics, or None when unset (SageMaker's default)."""
         return self._opt(self.evalMetrics)
-
-    def _opt(self, param: Param) -> Any:
-        return self.getOrDefault(param) if self.isDefined(param) else None
 
     def _validate_params(self) -> None:
         """Range and cross-parameter checks, before any work or resource is created."""

@@ -79,9 +79,6 @@ class _PCAParams(HasFeaturesCol, HasOutputCol, HasSparkOrSageMakerBackend):
         """Gets the value of k or its default value."""
         return self.getOrDefault(self.k)
 
-    def _opt(self, param: Param) -> Any:
-        return self.getOrDefault(param) if self.isDefined(param) else None
-
     def getFeatureDim(self) -> int | None:
         """Gets the value of featureDim, or None when unset (taken from the data)."""
         return self._opt(self.featureDim)
