@@ -77,7 +77,7 @@ def aws_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean moto state for one test, with boto3 pointed at it through the environment."""
     import urllib.request
 
-    urllib.request.urlopen(  # noqa: S310 - loopback only
+    urllib.request.urlopen(  # loopback only
         urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10
     ).read()
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)

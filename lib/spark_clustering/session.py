@@ -88,7 +88,8 @@ def sagemaker_jars() -> list[str]:
     if found is None:
         log.warning(
             "sagemaker_pyspark is installed but no protobuf-java jar was found (%s): its data "
-            "upload fails on Spark 3.5; install libprotobuf-java or set SPARK_CLUSTERING_PROTOBUF_JAR",
+            "upload fails on Spark 3.5; install libprotobuf-java or set "
+            "SPARK_CLUSTERING_PROTOBUF_JAR",
             ", ".join(PROTOBUF_JARS),
         )
     return chosen + ([os.path.realpath(found)] if found else [])

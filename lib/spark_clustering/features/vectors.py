@@ -77,9 +77,9 @@ def scan_features(df: DataFrame, col: str) -> FeatureStats:
         )
         .first()
     )
-    n = int(row["n"]) if row is not None else 0
-    if n == 0:
+    if row is None or int(row["n"]) == 0:  # an aggregate always yields one row; None is defensive
         return FeatureStats(0, None, 0)
+    n = int(row["n"])
     dmin, dmax = row["dmin"], row["dmax"]
     if dmin is None:  # every row null
         return FeatureStats(n, None, int(row["bad"] or 0))
