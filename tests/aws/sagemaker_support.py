@@ -17,11 +17,36 @@ ROLE = "arn:aws:iam::123456789012:role/segmentation-sagemaker"
 BUCKET = "sc-staging"
 
 
-class KMeansEndpoint:
-    """``POST /endpoints/<name>/invocations`` -> ``{"predictions": [...]}``."""
+def kmeans_answer(centres: np.ndarray):
+    """SageMaker KMeans: nearest centre and the distance to it."""
 
-    def __init__(self, centres: np.ndarray, throttle_first: int = 0) -> None:
+    def answer(x: np.ndarray) -> dict:
+        d = np.linalg.norm(x[:, None, :] - centres[None, :, :], axis=2)
+        return {
+            "predictions": [
+                {"closest_cluster": float(i), "distance_to_cluster": float(row[i])}
+                for row, i in zip(d, d.argmin(axis=1), strict=True)
+            ]
+        }
+
+    return answer
+
+
+def pca_answer(components: np.ndarray):
+    """SageMaker PCA: the projection on the given components (d x k)."""
+
+    def answer(x: np.ndarray) -> dict:
+        return {"projections": [{"projection": [float(v) for v in row]} for row in x @ components]}
+
+    return answer
+
+
+class KMeansEndpoint:
+    """``POST /endpoints/<name>/invocations`` -> SageMaker's JSON answer for KMeans (or PCA)."""
+
+    def __init__(self, centres: np.ndarray, throttle_first: int = 0, answer=None) -> None:
         self.centres = np.asarray(centres, dtype=float)
+        self.answer = answer or kmeans_answer(self.centres)
         self.throttle_left = throttle_first
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -49,12 +74,7 @@ class KMeansEndpoint:
                     self.send_header("x-amzn-ErrorType", "ThrottlingException:")
                 else:
                     x = np.array([r["features"] for r in json.loads(body)["instances"]])
-                    d = np.linalg.norm(x[:, None, :] - owner.centres[None, :, :], axis=2)
-                    preds = [
-                        {"closest_cluster": float(i), "distance_to_cluster": float(row[i])}
-                        for row, i in zip(d, d.argmin(axis=1), strict=True)
-                    ]
-                    payload = json.dumps({"predictions": preds}).encode()
+                    payload = json.dumps(owner.answer(x)).encode()
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

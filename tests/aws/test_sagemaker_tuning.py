@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pyspark.ml.linalg import Vectors
-from sagemaker_support import BUCKET, ROLE
+from sagemaker_support import BUCKET, ROLE, KMeansEndpoint, pca_answer
 
 pytestmark = [pytest.mark.aws, pytest.mark.spark]
 
@@ -115,21 +115,31 @@ def test_tune_kmeans_rejects_bad_input_before_creating_anything(spark, config):
     assert sm.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
 
 
-def test_pca_trains_sagemaker_pca_with_translated_hyperparameters(spark, config):
+def test_pca_trains_sagemaker_pca_and_projects_through_the_endpoint(spark, config):
     import boto3
 
     from spark_clustering import PCA
 
-    cfg = config.with_changes(inference="batch", cleanup=("staged_data", "endpoint"))
-    model = PCA(k=2, backend="sagemaker", subtractMean=True, algorithmMode="randomized")
-    model = model.setSageMakerConfig(cfg).fit(_frame(spark, 3, 10))
-    state = model.sagemakerState()
-    sm = boto3.client("sagemaker", region_name="us-east-1")
-    job = sm.describe_training_job(TrainingJobName=state["training_job_name"])
-    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pca:1")
-    assert job["HyperParameters"]["num_components"] == "2"
-    assert job["HyperParameters"]["feature_dim"] == "3"
-    assert job["HyperParameters"]["subtract_mean"] == "True"
-    assert job["HyperParameters"]["algorithm_mode"] == "randomized"
-    assert sm.describe_model(ModelName=state["model_name"])["ModelName"] == state["model_name"]
-    assert model.cleanup() == [f"deleted model {state['model_name']}"]
+    components = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5]])
+    df = _frame(spark, 3, 10)
+    with KMeansEndpoint(np.zeros((1, 3)), answer=pca_answer(components)) as endpoint:
+        cfg = config.with_changes(
+            cleanup=("staged_data", "endpoint"), runtime_endpoint_url=endpoint.url
+        )
+        est = PCA(k=2, backend="sagemaker", subtractMean=True, algorithmMode="randomized")
+        model = est.setSageMakerConfig(cfg).fit(df)
+        state = model.sagemakerState()
+        sm = boto3.client("sagemaker", region_name="us-east-1")
+        job = sm.describe_training_job(TrainingJobName=state["training_job_name"])
+        assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pca:1")
+        hyper = job["HyperParameters"]
+        assert hyper["num_components"] == "2" and hyper["feature_dim"] == "3"
+        assert hyper["subtract_mean"] == "True" and hyper["algorithm_mode"] == "randomized"
+        out = model.transform(df)
+        assert out.columns == ["features", "projection"]
+        rows = out.collect()
+    x = np.array([r["features"].toArray() for r in rows])
+    got = np.array([r["projection"].toArray() for r in rows])
+    np.testing.assert_allclose(got, x @ components)
+    assert len(model.cleanup()) == 3
+    assert sm.list_models()["Models"] == [] and sm.list_endpoints()["Endpoints"] == []
