@@ -195,7 +195,8 @@ def test_submit_adds_the_step_and_reports_state_and_logs(
     )
     assert "spark.executor.memory=6g" in args
     assert f"s3://{BUCKET}/spark-clustering/jobs/segment.py" in args
-    uploaded_config = args[args.index("--config") + 1]
+    assert args[args.index("--config") + 1] == "segment.json"  # localized by --files
+    uploaded_config = args[args.index("--files") + 1]
     bucket, key = uploaded_config[len("s3://") :].split("/", 1)
     assert aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read() == b'{"k": 8}'
 

@@ -205,10 +205,11 @@ def test_submit_plan_is_the_exact_step(tmp_path: Path) -> None:
     assert step["HadoopJarStep"]["Args"] == [
         "spark-submit", "--deploy-mode", "cluster",
         "--py-files", f"{root}dist/{packaging.pyfiles_zip_name()}",
+        "--files", f"{root}configs/segment/20261122T090000Z/segment.json",
         "--conf", "spark.app.name=spark-clustering-segment",
         "--conf", "spark.executor.memory=8g",
         f"{root}jobs/segment.py",
-        "--config", f"{root}configs/segment/20261122T090000Z/segment.json",
+        "--config", "segment.json",
         "--limit", "10",
     ]  # fmt: skip
 

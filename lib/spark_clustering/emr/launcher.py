@@ -263,6 +263,7 @@ def plan_submit(
     pyfiles = _pyfiles_upload(config, zip_path)
     uploads = [pyfiles, script]
     values = {"artifacts": config.artifacts_uri, "log_uri": config.log_uri, "stamp": stamp}
+    files: list[str] = []
     args = list(spec.args)
     if job_config is not None:
         if not job_config.is_file():
@@ -271,7 +272,11 @@ def plan_submit(
             )
         upload = _upload(config, job_config, "configs", job, stamp, job_config.name)
         uploads.append(upload)
-        values["job_config"] = upload.uri
+        # --files puts the file in the driver's and executors' working folder in cluster mode,
+        # so jobs that open a local path (TOML specs) read it as-is; in client mode the driver
+        # runs on the primary node and gets the S3 URI.
+        files = [upload.uri]
+        values["job_config"] = job_config.name if spec.deploy_mode == "cluster" else upload.uri
         if not any("{job_config}" in a for a in args):
             args += ["--config", "{job_config}"]
     elif any("{job_config}" in a for a in args):
@@ -281,6 +286,8 @@ def plan_submit(
     if bad:
         raise ValueError(f"--conf {bad} is not valid; accepted: spark.* keys with string values")
     submit = ["spark-submit", "--deploy-mode", spec.deploy_mode, "--py-files", pyfiles.uri]
+    if files:
+        submit += ["--files", ",".join(files)]
     submit += ["--conf", f"spark.app.name=spark-clustering-{job}"]
     for key, value in sorted(conf.items()):
         submit += ["--conf", f"{key}={value}"]
