@@ -97,15 +97,16 @@ def _recordio_vectors(spark, payload: bytes) -> list[list[float]]:
     return out
 
 
-def test_fit_trains_hosts_scores_and_cleans_up(spark, env, frame, points):
+def test_fit_trains_hosts_scores_and_cleans_up(spark, env, frame, points, tmp_path):
     import boto3
 
-    from spark_clustering import KMeans
+    from spark_clustering import KMeans, KMeansModel
 
     config = env["config"].with_changes(cleanup=("endpoint",))  # keep the staged data to check it
     with KMeansEndpoint(CENTRES) as endpoint:
         config = config.with_changes(runtime_endpoint_url=endpoint.url)
         est = KMeans(
+            outlierQuantile=0.8,
             k=3,
             backend="sagemaker",
             miniBatchSize=100,
@@ -176,11 +177,21 @@ def test_fit_trains_hosts_scores_and_cleans_up(spark, env, frame, points):
 
         # transform through the endpoint: the documented columns, as the Spark backend's
         out = model.transform(frame).orderBy("id")
-        assert out.columns == ["id", "features", "cluster", "distance"]
+        assert out.columns == ["id", "features", "cluster", "distance", "outlier"]
         rows = out.collect()
         d = np.linalg.norm(points[:, None, :] - CENTRES[None], axis=2)
         assert [r["cluster"] for r in rows] == list(d.argmin(axis=1))
         np.testing.assert_allclose([r["distance"] for r in rows], d.min(axis=1))
+        # outlier thresholds were learnt at fit through the endpoint: the farthest of each
+        # cluster's 8 rows lies beyond its 0.8 quantile (the 7th smallest distance)
+        assert sorted(model.outlierThresholds()) == [0, 1, 2]
+        assert sum(r["outlier"] for r in rows) == 3
+
+        # a saved and loaded model still scores through the same endpoint
+        model.write().save(str(tmp_path / "sm-model"))
+        loaded = KMeansModel.load(str(tmp_path / "sm-model"))
+        assert loaded.sagemakerState() == state
+        assert loaded.transform(frame).orderBy("id").collect() == rows
         assert all(
             r["path"] == f"/endpoints/{state['endpoint_name']}/invocations"
             for r in endpoint.requests

@@ -13,6 +13,7 @@ an estimator module.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import time
@@ -156,6 +157,20 @@ def fit(algorithm: str, est: Any, dataset: DataFrame) -> dict[str, Any]:
     return state
 
 
+@functools.cache
+def _java_ref() -> type:
+    """A sagemaker-pyspark wrapper around a ready JVM object (defined once, on first use)."""
+    from sagemaker_pyspark import SageMakerJavaWrapper
+
+    class JavaRef(SageMakerJavaWrapper):
+        _wrapped_class = "java.lang.Object"
+
+        def __init__(self, java_obj: Any) -> None:
+            self._java_obj = java_obj
+
+    return JavaRef
+
+
 def _train(
     spark: SparkSession,
     algorithm: str,
@@ -172,19 +187,10 @@ def _train(
         EndpointCreationPolicy,
         IAMRole,
         S3DataPath,
-        SageMakerJavaWrapper,
     )
 
     module, attr = ESTIMATORS[algorithm]
     estimator_cls = getattr(importlib.import_module(module), attr)
-
-    class _Client(SageMakerJavaWrapper):
-        """A ready JVM object passed through sagemaker-pyspark's converter."""
-
-        _wrapped_class = "java.lang.Object"
-
-        def __init__(self, java_obj: Any) -> None:
-            self._java_obj = java_obj
 
     apply_s3a(spark, config)
     sm_java, s3_java, sts_java = java_clients(spark, config)
@@ -213,10 +219,10 @@ def _train(
         trainingMaxRuntimeInSeconds=config.max_runtime_seconds,
         trainingKmsKeyId=config.output_kms_key_id,
         endpointCreationPolicy=EndpointCreationPolicy.DO_NOT_CREATE,
-        sagemakerClient=_Client(as_java(spark, decorator)),
+        sagemakerClient=_java_ref()(as_java(spark, decorator)),
         region=config.region,
-        s3Client=_Client(s3_java),
-        stsClient=_Client(sts_java),
+        s3Client=_java_ref()(s3_java),
+        stsClient=_java_ref()(sts_java),
         deleteStagingDataAfterTraining="staged_data" in config.cleanup,
         namePolicyFactory=CustomNamePolicyFactory(
             names["training_job"], names["model"], names["endpoint_config"], names["endpoint"]
