@@ -106,3 +106,18 @@ def test_get_spark_jar_provider_orders_sagemaker_jars(monkeypatch, tmp_path):
     assert sdk and max(sdk) < bundle  # SDK 1.12 classes win over the 1.11 bundle's
     assert any(n.startswith("hadoop-aws") for n in names)
     assert names[-1] == fake.name
+
+
+def test_config_and_estimators_import_without_aws_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from spark_clustering import SageMakerConfig, KMeans, PCA, tune_kmeans\n"
+        "SageMakerConfig(region='us-east-1').to_dict()\n"
+        "loaded = [m for m in ('boto3', 'botocore', 'sagemaker_pyspark') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
