@@ -4,7 +4,8 @@ SparkMagic cells are translated to what they mean on a local session:
 
 - ``%%configure -f`` + JSON: checked (Livy session keys, string Spark settings, the zip
   ``build-dist.sh`` makes, the venv Python of ``emr/cpu.json``), its runtime ``spark.sql.*``
-  settings applied to the local session;
+  settings applied to the local session (except cluster sizing such as shuffle partitions) and
+  restored afterwards, since the session is shared with the rest of the suite;
 - ``%%info``, ``%%cleanup``, ``%%help``: session management, nothing to run locally;
 - ``%matplot plt``: saves the current figure to a PNG (the test checks the charts exist).
 
@@ -42,6 +43,8 @@ LIVY_KEYS = {
     "heartbeatTimeoutInSecond",
 }  # fmt: skip
 log = logging.getLogger(__name__)
+#: %%configure settings that size the cluster's session; a local session keeps its own.
+CLUSTER_SIZING = {"spark.sql.shuffle.partitions"}
 SESSION_MAGICS = ("%%info", "%%cleanup", "%%help", "%%delete", "%%logs")
 
 
@@ -155,13 +158,15 @@ def run_notebook(spark: Any, tmp_path: Path) -> tuple[list[int], dict[int, str],
     }
     ran: list[int] = []
     not_run: dict[int, str] = {}
+    restore: dict[str, str | None] = {}
     unavailable: dict[str, int] = {}
     for index, cell in code_cells(nb):
         source = cell.source
         first = source.lstrip().split("\n", 1)[0]
         if first.startswith("%%configure"):
             for key, value in configure_body(cell).get("conf", {}).items():
-                if key.startswith("spark.sql."):
+                if key.startswith("spark.sql.") and key not in CLUSTER_SIZING:
+                    restore.setdefault(key, spark.conf.get(key, None))
                     spark.conf.set(key, value)
             continue
         if first.strip() in SESSION_MAGICS:
@@ -186,6 +191,7 @@ def run_notebook(spark: Any, tmp_path: Path) -> tuple[list[int], dict[int, str],
             namespace.update(overrides)
         ran.append(index)
     namespace["__figures__"] = sorted(figures.glob("*.png"))
+    namespace["__restore_conf__"] = restore
     return ran, not_run, namespace
 
 
@@ -195,7 +201,18 @@ def executed(spark: Any, tmp_path_factory: pytest.TempPathFactory, request: pyte
     monkey = pytest.MonkeyPatch()
     monkey.chdir(tmp)  # MLflow and matplotlib write nothing into the checkout
     request.addfinalizer(monkey.undo)
-    return run_notebook(spark, tmp)
+    result = run_notebook(spark, tmp)
+
+    def restore_conf() -> None:
+        # The session is shared with the rest of the suite: give back what %%configure changed.
+        for key, value in result[2]["__restore_conf__"].items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+    request.addfinalizer(restore_conf)
+    return result
 
 
 def test_notebook_cells_run_on_local_spark(executed) -> None:
