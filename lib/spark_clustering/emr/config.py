@@ -20,6 +20,7 @@ from .configurations import (
     is_instance_type,
     is_rapids,
     load_configurations,
+    read_json,
     spark_defaults,
 )
 
@@ -232,12 +233,7 @@ def _roles(data: dict[str, Any], kind: str) -> tuple[RoleSpec, ...]:
 def load_launch_config(path: str | Path) -> LaunchConfig:
     """Read and validate a launcher configuration file; raises ``ValueError`` on bad input."""
     path = Path(path).resolve()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"launch config file {str(path)!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"launch config {str(path)!r} is not valid JSON: {exc}") from None
+    data = read_json(path, "launch config")
     if not isinstance(data, dict):
         raise ValueError(f"launch config {str(path)!r} must be a JSON object")
     return parse_launch_config(data, path)

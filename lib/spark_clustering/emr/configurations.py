@@ -133,15 +133,19 @@ ML_REQUIRED: dict[tuple[str, str], str] = {
 }
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse the JSON file ``path``; a missing or malformed file is a ``ValueError``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{what} file {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from None
+
+
 def load_configurations(path: str | Path) -> list[Configuration]:
     """Read and check an EMR ``Configurations`` JSON file; returns the list."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"configurations file {str(path)!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"configurations file {str(path)!r} is not valid JSON: {exc}") from None
+    data = read_json(path, "configurations")
     validate_configurations(data, source=str(path))
     return data
 
