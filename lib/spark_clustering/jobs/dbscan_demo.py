@@ -3,12 +3,15 @@
 Generates ``n`` 3-D points on the executors (Gaussian blobs whose densities span a 27x range,
 plus 5% uniform noise), clusters them, and prints the clusters found, the noise fraction, the
 agreement with the generating blobs (adjusted Rand index on a sample) and the time taken.
+Unless ``--eps`` is given, eps is the knee of the k-distance graph (``suggest_eps``), whose PNG
+is written next to the run (``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,19 +32,22 @@ def generate_blobs(spark: SparkSession, n: int, seed: int = 0, d: int = 3) -> Da
     from pyspark.sql import functions as F
 
     rng = np.random.default_rng(seed)
+    # Spark's rand(s) is the same stream for the same s; offset the generator's seeds so that a
+    # later sample drawn with rand(seed) is not the generator's noise rows
+    base = 7919 * seed + 104_729
     centers = rng.uniform(-60.0, 60.0, size=(N_BLOBS, d))
     sigmas = np.linspace(1.0, 3.0, N_BLOBS)
     ids = spark.range(n)
-    noise = F.rand(seed) < 0.05
-    blob = F.when(noise, F.lit(-1)).otherwise((F.rand(seed + 1) * N_BLOBS).cast("int"))
+    noise = F.rand(base) < 0.05
+    blob = F.when(noise, F.lit(-1)).otherwise((F.rand(base + 1) * N_BLOBS).cast("int"))
     df = ids.select("id", blob.alias("blob"))
     coords = []
     for j in range(d):
         center = F.element_at(F.array(*[F.lit(float(c)) for c in centers[:, j]]), F.col("blob") + 1)
         sigma = F.element_at(F.array(*[F.lit(float(s)) for s in sigmas]), F.col("blob") + 1)
-        uniform = F.lit(-70.0) + F.rand(seed + 10 + j) * 140.0
+        uniform = F.lit(-70.0) + F.rand(base + 10 + j) * 140.0
         coords.append(
-            F.when(F.col("blob") < 0, uniform).otherwise(center + sigma * F.randn(seed + 20 + j))
+            F.when(F.col("blob") < 0, uniform).otherwise(center + sigma * F.randn(base + 20 + j))
         )
     return df.select("id", "blob", array_to_vector(F.array(*coords)).alias("features"))
 
@@ -50,20 +56,30 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     from ..clustering.dbscan import DBSCAN
+    from ..neighbors import suggest_eps
     from ..session import get_spark
 
+    if args.eps is not None and args.eps <= 0:
+        raise SystemExit(f"--eps={args.eps} is out of range; accepted: a number > 0")
     spark = get_spark("spark-clustering-dbscan-demo", master=args.master)
     data = generate_blobs(spark, args.points, seed=args.seed).cache()
     n = data.count()
     start = time.monotonic()
-    model = DBSCAN(eps=args.eps, minPoints=args.min_points, seed=args.seed).fit(data)
+    eps = args.eps
+    if eps is None:
+        graph = suggest_eps(data, k=args.min_points, seed=args.seed)
+        eps = graph.eps
+        os.makedirs(args.output, exist_ok=True)
+        plot = graph.plot(os.path.join(args.output, "k_distance.png"))
+        print(f"eps from the k-distance knee: {eps:.4f} (graph: {plot})")
+    model = DBSCAN(eps=eps, minPoints=args.min_points, seed=args.seed).fit(data)
     labelled = model.transform(data).cache()
     noise = labelled.where("cluster = -1").count()
     elapsed = time.monotonic() - start
     sample = labelled.sample(fraction=min(1.0, 20_000 / max(n, 1)), seed=1)
     pdf: Any = sample.select("blob", "cluster").toPandas()
     ari = adjusted_rand_score(pdf["blob"], pdf["cluster"])
-    print(f"DBSCAN(eps={args.eps}, minPoints={args.min_points}) on {n:,} generated 3-D points")
+    print(f"DBSCAN(eps={eps:.4f}, minPoints={args.min_points}) on {n:,} generated 3-D points")
     print(f"clusters found: {model.numClusters}; noise: {noise:,} ({noise / max(n, 1):.1%})")
     print(f"core points per cluster: {model.clusterSizes[:12]}")
     print(f"adjusted Rand index against the generating blobs (sample): {ari:.3f}")
@@ -81,10 +97,15 @@ def add_parser(subparsers: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=200_000, help="rows to generate")
-    parser.add_argument("--eps", type=float, default=0.6, help="DBSCAN eps (default 0.6)")
+    parser.add_argument(
+        "--eps", type=float, default=None, help="DBSCAN eps (default: the k-distance knee)"
+    )
     parser.add_argument("--min-points", type=int, default=10, help="DBSCAN minPoints")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--master", default=None, help="Spark master (default: local[*])")
+    parser.add_argument(
+        "--output", default="demo-output", help="folder for the k-distance graph (demo-output)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
