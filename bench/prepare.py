@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
          "--conf", "spark.sql.shuffle.partitions=8"],
         env,
     )  # fmt: skip
+    (work / "spark_job.log").write_text(spark["stderr"])  # phase timings are in this log
     report = json.loads((spark_out / "report" / "report.json").read_text())
     rows = report["input"]["rows_read"]
 

@@ -178,8 +178,15 @@ def prepare_features(
     >>> prepared.features.columns  # doctest: +SKIP
     ['customer_id', 'features']
     """
+    import time
+
     from pyspark import StorageLevel
     from pyspark.ml import Pipeline, PipelineModel
+
+    started = time.perf_counter()
+
+    def phase(what: str) -> None:
+        log.info("%s (%.1f s)", what, time.perf_counter() - started)
 
     id_col = spec.input.id_col
     c = spec.clean
@@ -189,6 +196,7 @@ def prepare_features(
 
     stats = _column_stats(table, numeric)
     n_customers = int(stats["__n"])
+    phase(f"input checked and aggregated: {n_customers} customers")
     if n_customers == 0:
         raise ValueError(
             f"input.path={spec.input.path!r}: no customers left after bad-input handling "
@@ -235,6 +243,7 @@ def prepare_features(
     model_a = Pipeline(stages=stages_a).fit(table)
     raw = model_a.transform(table).select(id_col, RAW_COL).persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(raw)
+    phase("cleaning fitted (winsorize, impute, log1p, one-hot, assemble)")
     all_names = assemble.display_names(assemble.feature_names(raw, RAW_COL), categorical)
 
     keep = list(range(len(all_names)))
@@ -300,6 +309,7 @@ def prepare_features(
                     a.drop_correlated,
                 )  # fmt: skip
     report["dropped_correlated"] = dropped_correlated
+    phase("constant and correlated features checked")
     final_names = [all_names[i] for i in keep]
 
     stages_b: list[Any] = []
@@ -332,6 +342,7 @@ def prepare_features(
         report["pca"] = analysis.pca_report(
             model_b.transform(sample), "features", final_names, a.pca_components, a.pca_top
         )
+    phase("scaling fitted, PCA report done")
     preparation = {
         "format_version": FORMAT_VERSION,
         "spec": spec.to_dict(),

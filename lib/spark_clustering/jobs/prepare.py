@@ -117,6 +117,7 @@ def run_prepare(
         }
         with atomic_output(spark, spec.output.path) as tmp:
             prepared.save(spark, tmp)
+        log.info("written (%.1f s)", time.perf_counter() - start)
     finally:
         prepared.unpersist()
     seconds = time.perf_counter() - start
