@@ -159,4 +159,8 @@ def log_metrics(metrics: dict[str, Any], *, component: str = "Evaluation") -> No
     hooks = _hooks()
     if hooks is None:
         return
-    hooks.log_metrics(metrics, component=component)
+    # figures only: flags (e.g. silhouette_exact) and texts are not metrics
+    numeric = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    hooks.log_metrics(numeric, component=component)
