@@ -93,6 +93,12 @@ class PreparedFeatures:
                 analysis.write_charts(self.report, report_dir)
             put_local_dir(spark, local, out)
 
+    @property
+    def customers(self) -> DataFrame | None:
+        """The cached per-customer table (id, numeric..., categorical...) before cleaning;
+        ``None`` after :meth:`unpersist`."""
+        return self._cached[0] if self._cached else None
+
     def unpersist(self) -> None:
         """Release the cached intermediate tables."""
         for df in self._cached:

@@ -109,7 +109,7 @@ def run_prepare(
         spark = get_spark("spark-clustering-prepare", master=master, conf=conf, gpu=gpu)
     prepared = prepare_features(spark, spec)
     try:
-        table = prepared._cached[0] if prepared._cached else None
+        table = prepared.customers
         prepared.report["runtime"] = {
             "spark_version": spark.version,
             "master": spark.sparkContext.master,
