@@ -44,6 +44,21 @@ def _generated_transactions(spark: Any, work: Path) -> object:
     return generate_transactions(spark, 400, str(work / "generated"), seed=3)
 
 
+def _segment_input(spark: Any, work: Path) -> object:
+    from segment_data import blobs, write_config, write_features
+
+    ids, x, _ = blobs(40, seed=4)
+    features = write_features(spark, work / "features", ids, x)
+    return write_config(work / "segment.toml", features, str(work / "segments"))
+
+
+def _segmented(spark: Any, work: Path) -> object:
+    from spark_clustering.jobs.segment import run_segment
+    from spark_clustering.jobs.segment_config import load_config
+
+    return run_segment(spark, load_config(str(_segment_input(spark, work))))
+
+
 #: job name (spark_jobs/<name>.py) -> how to run it with the smallest useful input.
 JOBS: dict[str, Job] = {
     "prepare_features": Job(
@@ -59,6 +74,25 @@ JOBS: dict[str, Job] = {
             "off",
         ],
         outputs=lambda w: [w / "prepared" / "features", w / "prepared" / "preparation.json"],
+    ),
+    "segment_customers": Job(
+        setup=_segment_input,
+        args=lambda w: ["--config", str(w / "segment.toml"), "--run-date", "2026-11-01"],
+        outputs=lambda w: [
+            w / "segments" / "assignments" / "run_date=2026-11-01",
+            w / "segments" / "models" / "run_date=2026-11-01" / "pipeline.json",
+            w / "segments" / "runs" / "run_date=2026-11-01" / "report.html",
+        ],
+        stdout=("segment:", "report:"),
+    ),
+    "score_customers": Job(
+        setup=_segmented,
+        args=lambda w: [
+            *("--model", str(w / "segments"), "--input", str(w / "features")),
+            *("--output", str(w / "scored"), "--run-date", "2026-11-02"),
+        ],
+        outputs=lambda w: [w / "scored" / "run_date=2026-11-02"],
+        stdout=("score:",),
     ),
     "dbscan_demo": Job(
         args=lambda w: ["--points", "1500", "--eps", "0.6", "--min-points", "10"],

@@ -1,0 +1,170 @@
+"""The fitted segmentation pipeline shared by ``segment`` (which saves it) and ``score`` (which
+reapplies it): preparation, reducer, clusterer, and the assignments table both jobs write.
+
+Saved layout (``<output>/models/run_date=YYYY-MM-DD/``)::
+
+    pipeline.json      format version, run id, model version, columns, the stage classes
+    preparation/       the prepare job's PipelineModel and preparation.json (raw input only)
+    reducer/           UMAPModel or PCAModel (Spark ML persistence; absent for reducer none)
+    clusterer/         DBSCANModel, KMeansModel or GaussianMixtureModel
+
+Assignments (``.../run_date=YYYY-MM-DD/``): ``<id>, cluster, is_noise`` then ``is_core``
+(DBSCAN), ``distance`` (KMeans) or ``probability`` (Gaussian mixture), ``run_id``,
+``model_version``. A partition is written into a hidden temporary sibling and renamed into place
+(:func:`spark_clustering.jobs.io.atomic_output`), so readers of the table never see a partial
+partition and a failed run leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.ml import Model
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REDUCED_COL = "reduced"
+PIPELINE_FILE = "pipeline.json"
+
+#: config name -> (module, model class) of the saved stages
+MODEL_CLASSES = {
+    "pca": ("spark_clustering.reduction.pca", "PCAModel"),
+    "umap": ("spark_clustering.reduction.umap", "UMAPModel"),
+    "dbscan": ("spark_clustering.clustering.dbscan", "DBSCANModel"),
+    "kmeans": ("spark_clustering.clustering.kmeans", "KMeansModel"),
+    "gmm": ("spark_clustering.clustering.gaussian_mixture", "GaussianMixtureModel"),
+}
+
+
+@dataclass
+class Stages:
+    """Stage-by-stage progress: one log line per stage with its row count and elapsed time."""
+
+    job: str
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time the block; set ``info["rows"]`` inside it to log a row count."""
+        info: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        log.info("%s: %s ...", self.job, name)
+        yield info
+        seconds = time.perf_counter() - t0
+        self.timings[name] = round(seconds, 3)
+        rows = info.get("rows")
+        if rows is not None:
+            self.rows[name] = int(rows)
+        log.info(
+            "%s: %s done%s in %.1f s (total %.1f s)",
+            self.job,
+            name,
+            f", {rows} rows" if rows is not None else "",
+            seconds,
+            time.perf_counter() - self.started,
+        )
+
+
+def load_stage(algorithm: str, path: str) -> Model:
+    """Load a saved reducer or clusterer model by its config name."""
+    import importlib
+
+    module, cls = MODEL_CLASSES[algorithm]
+    return getattr(importlib.import_module(module), cls).load(path)
+
+
+def assignments(model_out: DataFrame, id_col: str, clusterer: str, run_id: str, version: str):
+    """The assignments columns from a clusterer's output (see the module docstring)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    cluster = F.col("cluster").cast("int")
+    extra = {
+        "dbscan": [F.col("is_core").cast("boolean").alias("is_core")],
+        "kmeans": [F.col("distance").cast("double").alias("distance")],
+        "gmm": [F.array_max(vector_to_array(F.col("probability"))).alias("probability")],
+    }[clusterer]
+    return model_out.select(
+        F.col(id_col),
+        cluster.alias("cluster"),
+        (cluster == F.lit(-1)).alias("is_noise"),
+        *extra,
+        F.lit(run_id).alias("run_id"),
+        F.lit(version).alias("model_version"),
+    )
+
+
+def write_json(spark: SparkSession | None, obj: Any, dest_dir: str, name: str) -> None:
+    """Write ``obj`` as ``<dest_dir>/<name>`` (local or Hadoop file system)."""
+    from .io import put_local_dir
+
+    with tempfile.TemporaryDirectory(prefix="sc-json-") as local:
+        with open(os.path.join(local, name), "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+        put_local_dir(spark, local, dest_dir)
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    """A small text file, local or on a Hadoop file system."""
+    from spark_clustering.features.prepare import _read_text
+
+    return _read_text(spark, path)
+
+
+def resolve_model_dir(spark: SparkSession, path: str) -> str:
+    """The saved pipeline directory ``path`` names: the directory itself, or for a ``segment``
+    output directory (local) its most recent ``models/run_date=...``."""
+    from .io import is_local, local_path, path_exists
+
+    root = path.rstrip("/")
+    if path_exists(spark, f"{root}/{PIPELINE_FILE}"):
+        return root
+    models = f"{root}/models"
+    if is_local(models) and os.path.isdir(local_path(models)):
+        dates = sorted(
+            d
+            for d in os.listdir(local_path(models))
+            if d.startswith("run_date=")
+            and os.path.exists(os.path.join(local_path(models), d, PIPELINE_FILE))
+        )
+        if dates:
+            return f"{models}/{dates[-1]}"
+    raise ValueError(
+        f"{path!r} is not a saved segmentation pipeline: no {PIPELINE_FILE} in it (expected "
+        "a segment output directory or one of its models/run_date=YYYY-MM-DD directories)"
+    )
+
+
+def load_pipeline(spark: SparkSession, path: str) -> tuple[str, dict[str, Any]]:
+    """``(directory, pipeline.json content)`` of the saved pipeline ``path`` names."""
+    root = resolve_model_dir(spark, path)
+    meta = json.loads(read_text(spark, f"{root}/{PIPELINE_FILE}"))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{root}/{PIPELINE_FILE} has format_version={meta.get('format_version')!r}; "
+            f"accepted: {FORMAT_VERSION}"
+        )
+    return root, meta
+
+
+def apply_pipeline(
+    spark: SparkSession, root: str, meta: dict[str, Any], features: DataFrame
+) -> DataFrame:
+    """Reducer and clusterer of a saved pipeline applied to ``<id>, features`` rows."""
+    df = features
+    if meta["reducer"] != "none":
+        df = load_stage(meta["reducer"], f"{root}/reducer").transform(df)
+    return load_stage(meta["clusterer"], f"{root}/clusterer").transform(df)

@@ -1,0 +1,499 @@
+"""``spark-clustering segment --config FILE``: one segmentation trial end to end.
+
+Features (read, or prepared from raw data with a prepare spec) -> reducer (none, PCA, UMAP) ->
+clusterer (DBSCAN with a given eps or the k-distance knee, KMeans, Gaussian mixture) ->
+evaluation -> outputs, under ``[output].path``::
+
+    assignments/run_date=YYYY-MM-DD/   Parquet, see spark_clustering.jobs.pipeline
+    models/run_date=YYYY-MM-DD/        the fitted pipeline that ``score`` reapplies
+    runs/run_date=YYYY-MM-DD/          summary.json, report.html, k_distance.png, scatter.png
+
+The three directories of a run are written into hidden temporary siblings and renamed into
+place only once all of them are complete: a rerun of the same run date replaces that date only,
+and a run that fails at any stage leaves the previous outputs of that date as they were. The
+config is checked before Spark starts; a bad one ends the job with exit code 2 and every problem
+listed. See docs/segment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
+from .segment_config import SegmentConfig, load_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentResult:
+    """What a ``segment`` run produced (also written as ``summary.json``)."""
+
+    run_id: str
+    model_version: str
+    run_date: str
+    assignments_path: str
+    model_path: str
+    report_path: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``segment`` sub-command."""
+    p = subparsers.add_parser(
+        "segment",
+        help="one segmentation run: features, reducer, clusterer, report, assignments",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    _arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="the TOML config (see examples/segment.toml)")
+    p.add_argument("--input", default=None, help="override [input].path")
+    p.add_argument("--output", default=None, help="override [output].path")
+    p.add_argument("--run-date", default=None, help="override run_date (YYYY-MM-DD)")
+    p.add_argument("--tracking", default=None, help="override [tracking].backend")
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
+    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto", help="RAPIDS plugin")
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
+    )
+
+
+def _features(spark: SparkSession, config: SegmentConfig) -> tuple[DataFrame, str, Any]:
+    """``(<id>, features)`` rows, the id column, and the PreparedFeatures (raw input) or None."""
+    from pyspark.sql import functions as F
+
+    if config.input_kind == "raw":
+        from spark_clustering.features.prepare import prepare_features
+        from spark_clustering.features.spec import load_spec
+
+        assert config.spec is not None
+        spec = load_spec(config.spec).with_paths(config.input_path, None)
+        prepared = prepare_features(spark, spec)
+        return prepared.features, spec.input.id_col, prepared
+    df = spark.read.parquet(config.input_path)
+    missing = [c for c in (config.id_col, config.features_col) if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{config.input_path} has no column(s) {missing}; columns: {df.columns} "
+            "(set [input].id_col / features_col)"
+        )
+    features = df.select(config.id_col, F.col(config.features_col).alias("features"))
+    return features, config.id_col, None
+
+
+def _reducer(config: SegmentConfig) -> Any:
+    from spark_clustering import PCA, UMAP
+
+    params = dict(config.reducer_params)
+    if config.reducer == "umap":
+        return UMAP(featuresCol="features", outputCol=REDUCED_COL, **params)
+    return PCA(featuresCol="features", outputCol=REDUCED_COL, **params)
+
+
+def _clusterer(config: SegmentConfig, features_col: str, eps: float | None) -> Any:
+    from spark_clustering import DBSCAN, GaussianMixture, KMeans
+
+    params = dict(config.clusterer_params)
+    if config.clusterer == "dbscan":
+        params.pop("epsSampleSize", None)
+        params["eps"] = eps
+        return DBSCAN(featuresCol=features_col, predictionCol="cluster", **params)
+    if config.clusterer == "kmeans":
+        return KMeans(featuresCol=features_col, predictionCol="cluster", **params)
+    return GaussianMixture(featuresCol=features_col, predictionCol="cluster", **params)
+
+
+def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[DataFrame, list[str]]:
+    """Rows of the original (unscaled) features per customer and their column names."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from spark_clustering.features.assemble import feature_names
+
+    if prepared is not None and prepared._cached:
+        table = prepared._cached[0]
+        names = [c for c in prepared.preparation.get("numeric", []) if c in table.columns]
+        if names:
+            return table.select(id_col, *names), names
+    try:
+        names = feature_names(features)
+    except ValueError:
+        first = features.select("features").first()
+        names = [f"f{i}" for i in range(len(first[0]) if first else 0)]
+    arr = vector_to_array(F.col("features"))
+    cols = [arr[i].alias(n) for i, n in enumerate(names)]
+    return features.select(id_col, *cols), names
+
+
+def cluster_profiles(
+    assigned: DataFrame, source: DataFrame, names: list[str], id_col: str
+) -> list[dict[str, Any]]:
+    """Per cluster: size, then mean and median of each original feature."""
+    from pyspark.sql import functions as F
+
+    joined = assigned.select(id_col, "cluster").join(source, id_col)
+    aggs = [F.count(F.lit(1)).alias("__size")]
+    for i, name in enumerate(names):
+        col = F.col(f"`{name}`").cast("double")
+        aggs += [F.mean(col).alias(f"__mean{i}"), F.percentile_approx(col, 0.5).alias(f"__med{i}")]
+    rows = joined.groupBy("cluster").agg(*aggs).orderBy("cluster").collect()
+    out = []
+    for row in rows:
+        out.append(
+            {
+                "cluster": int(row["cluster"]),
+                "size": int(row["__size"]),
+                "mean": {n: row[f"__mean{i}"] for i, n in enumerate(names)},
+                "median": {n: row[f"__med{i}"] for i, n in enumerate(names)},
+            }
+        )
+    return out
+
+
+def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: str) -> str:
+    """A 2-D scatter of up to ``n`` sampled rows coloured by cluster (first two principal axes
+    of the sample when the column has more than two dimensions)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    fraction = min(1.0, 1.2 * n / max(total, 1))
+    rows = (
+        df.sample(fraction=fraction, seed=seed)
+        .limit(n)
+        .select(vector_to_array(F.col(col)).alias("x"), "cluster")
+        .collect()
+    )
+    x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
+    labels = np.array([r["cluster"] for r in rows], dtype=int)
+    axes = "dimensions 1 and 2"
+    if x.shape[1] > 2:
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        x = centred @ vt[:2].T
+        axes = "first two principal axes of the sample"
+    elif x.shape[1] == 1:
+        x = np.column_stack([x[:, 0], np.zeros(len(x))])
+    fig = Figure(figsize=(7, 5.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    noise = labels == -1
+    if noise.any():
+        ax.scatter(x[noise, 0], x[noise, 1], s=4, c="lightgrey", label="noise")
+    sc = ax.scatter(x[~noise, 0], x[~noise, 1], s=4, c=labels[~noise], cmap="tab20")
+    if not noise.all():
+        fig.colorbar(sc, ax=ax, label="cluster")
+    ax.set_title(f"{len(rows)} sampled customers ({col}, {axes})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _write_report(summary: dict[str, Any], local_dir: str) -> str:
+    """The self-contained HTML report (PNGs embedded) of a run; returns its path."""
+    from .report import render_report
+
+    path = os.path.join(local_dir, "report.html")
+    with open(path, "w") as fh:
+        fh.write(render_report(summary, local_dir))
+    return path
+
+
+def _spark_conf(items: Sequence[str]) -> dict[str, str]:
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--conf {item!r}; accepted: KEY=VALUE")
+        conf[key] = value
+    return conf
+
+
+def run_segment(
+    spark: SparkSession, config: SegmentConfig, *, run_id: str | None = None
+) -> SegmentResult:
+    """Run one segmentation trial as ``config`` says and commit its outputs.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    config : SegmentConfig
+        From :func:`spark_clustering.jobs.segment_config.load_config`.
+    run_id : str, optional
+        Default: a new random id. The model version is ``<run_date>-<run_id[:8]>``.
+
+    Returns
+    -------
+    SegmentResult
+
+    Raises
+    ------
+    ValueError
+        Bad input data (missing columns, what the preparation rejects); nothing is committed.
+
+    Examples
+    --------
+    >>> result = run_segment(spark, load_config("examples/segment.toml"))  # doctest: +SKIP
+    >>> result.summary["metrics"]["n_clusters"]  # doctest: +SKIP
+    """
+    from pyspark import StorageLevel
+
+    from spark_clustering import evaluate, suggest_eps, tracking
+
+    from .io import atomic_output, put_local_dir
+    from .pipeline import assignments, write_json
+
+    run_id = run_id or uuid.uuid4().hex
+    version = f"{config.run_date}-{run_id[:8]}"
+    out = config.output_path.rstrip("/")
+    part = f"run_date={config.run_date}"
+    paths = {
+        "assignments": f"{out}/assignments/{part}",
+        "model": f"{out}/models/{part}",
+        "run": f"{out}/runs/{part}",
+    }
+    stages = Stages("segment")
+    cached: list[DataFrame] = []
+    options: dict[str, Any] = {"backend": config.tracking_backend}
+    for name in ("tracking_uri", "artifact_location"):
+        if getattr(config, name):
+            options[name] = getattr(config, name)
+    trial_name = config.trial or f"{config.reducer}-{config.clusterer}-{config.run_date}"
+    tags = {"run_id": run_id, "model_version": version, "run_date": config.run_date}
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "model_version": version,
+        "run_date": config.run_date,
+        "config": config.to_dict(),
+        "paths": paths,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="sc-segment-") as local,
+        tracking.trial(config.experiment, trial_name, tags, **options) as trial,
+        ExitStack() as commits,
+    ):
+        trial.log_parameters({f"config.{k}": v for k, v in _flat(config.to_dict()).items()})
+        trial.log_input("input", config.input_path)
+        prepared = None
+        try:
+            with stages.stage("features") as info:
+                features, id_col, prepared = _features(spark, config)
+                features = features.persist(StorageLevel.MEMORY_AND_DISK)
+                cached.append(features)
+                n = info["rows"] = features.count()
+            if n == 0:
+                raise ValueError(f"no customers in {config.input_path}")
+            work, work_col = features, "features"
+            reducer_model = None
+            if config.reducer != "none":
+                with stages.stage(f"reduce ({config.reducer})") as info:
+                    reducer_model = _reducer(config).fit(features)
+                    work = reducer_model.transform(features).persist(StorageLevel.MEMORY_AND_DISK)
+                    cached.append(work)
+                    work_col = REDUCED_COL
+                    info["rows"] = work.count()
+            eps = None
+            if config.clusterer == "dbscan":
+                k = int(config.clusterer_params["minPoints"])
+                with stages.stage("k-distance graph") as info:
+                    sample = int(config.clusterer_params.get("epsSampleSize", 5000))
+                    graph = suggest_eps(work, k=k, featuresCol=work_col, sampleSize=sample)
+                    info["rows"] = min(sample, n)
+                    graph.plot(os.path.join(local, "k_distance.png"))
+                    given = config.clusterer_params["eps"]
+                    eps = float(graph.eps) if given == "auto" else float(given)
+                    summary["eps"] = {"value": eps, "suggested": float(graph.eps),
+                                      "auto": given == "auto", "k": k}  # fmt: skip
+                    log.info("segment: eps = %g (knee of the %d-distance graph: %g)",
+                             eps, k, graph.eps)  # fmt: skip
+            with stages.stage(f"cluster ({config.clusterer})") as info:
+                clusterer_model = _clusterer(config, work_col, eps).fit(work)
+                clustered = clusterer_model.transform(work).persist(StorageLevel.MEMORY_AND_DISK)
+                cached.append(clustered)
+                assigned = assignments(clustered, id_col, config.clusterer, run_id, version)
+                info["rows"] = clustered.count()
+            sizes = {
+                int(r["cluster"]): int(r["count"])
+                for r in clustered.groupBy("cluster").count().collect()
+            }
+            summary["cluster_sizes"] = dict(sorted(sizes.items()))
+            summary["n_clusters"] = len([c for c in sizes if c != -1])
+            summary["n_noise"] = sizes.get(-1, 0)
+            summary["customers"] = n
+            if config.evaluation:
+                with stages.stage("evaluate") as info:
+                    metrics = evaluate(
+                        clustered,
+                        featuresCol=work_col,
+                        predictionCol="cluster",
+                        sampleSize=config.eval_sample_size,
+                        repeats=config.eval_repeats,
+                        seed=config.eval_seed,
+                    )
+                    info["rows"] = n
+                summary["metrics"] = {k: v for k, v in metrics.items() if _scalar(v)}
+                trial.log_metrics({k: v for k, v in summary["metrics"].items() if _number(v)})
+            if config.profile:
+                with stages.stage("profiles") as info:
+                    source, names = _profile_source(features, id_col, prepared)
+                    summary["profiles"] = cluster_profiles(clustered, source, names, id_col)
+                    summary["profile_features"] = names
+                    info["rows"] = len(summary["profiles"])
+            with stages.stage("scatter") as info:
+                _scatter_png(clustered, work_col, config.scatter_sample, n, config.eval_seed,
+                             os.path.join(local, "scatter.png"))  # fmt: skip
+                info["rows"] = min(config.scatter_sample, n)
+            # Everything is written into hidden temporary siblings; the ExitStack renames them
+            # into place (run, then assignments, then model) only when the block succeeds.
+            tmp_model = commits.enter_context(atomic_output(spark, paths["model"]))
+            tmp_assign = commits.enter_context(atomic_output(spark, paths["assignments"]))
+            tmp_run = commits.enter_context(atomic_output(spark, paths["run"]))
+            with stages.stage("write model") as info:
+                meta: dict[str, Any] = {
+                    "format_version": FORMAT_VERSION,
+                    "run_id": run_id,
+                    "model_version": version,
+                    "run_date": config.run_date,
+                    "id_col": id_col,
+                    "features_col": config.features_col,
+                    "input_kind": config.input_kind,
+                    "reducer": config.reducer,
+                    "clusterer": config.clusterer,
+                    "eps": eps,
+                }
+                if prepared is not None:
+                    prepared.model.write().overwrite().save(f"{tmp_model}/preparation/model")
+                    write_json(spark, prepared.preparation, f"{tmp_model}/preparation",
+                               "preparation.json")  # fmt: skip
+                if reducer_model is not None:
+                    reducer_model.write().overwrite().save(f"{tmp_model}/reducer")
+                clusterer_model.write().overwrite().save(f"{tmp_model}/clusterer")
+                write_json(spark, meta, tmp_model, PIPELINE_FILE)
+            with stages.stage("write assignments") as info:
+                assigned.write.mode("overwrite").parquet(tmp_assign)
+                info["rows"] = n
+            summary["stages"] = {"seconds": stages.timings, "rows": stages.rows}
+            with stages.stage("write report"):
+                write_json(None, summary, local, "summary.json")
+                _write_report(summary, local)
+                put_local_dir(spark, local, tmp_run)
+            for name in ("report.html", "summary.json", "k_distance.png", "scatter.png"):
+                if os.path.exists(os.path.join(local, name)):
+                    trial.log_artifact(os.path.join(local, name))
+            trial.log_output("assignments", paths["assignments"])
+            trial.log_output("model", paths["model"])
+            trial.log_output("report", f"{paths['run']}/report.html")
+        finally:
+            for df in cached:
+                df.unpersist()
+            if prepared is not None:
+                prepared.unpersist()
+    log.info(
+        "segment: %d customers, %d clusters, %d noise; assignments %s; report %s/report.html",
+        summary["customers"],
+        summary["n_clusters"],
+        summary["n_noise"],
+        paths["assignments"],
+        paths["run"],
+    )
+    return SegmentResult(
+        run_id=run_id,
+        model_version=version,
+        run_date=config.run_date,
+        assignments_path=paths["assignments"],
+        model_path=paths["model"],
+        report_path=f"{paths['run']}/report.html",
+        summary=summary,
+    )
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
+def _number(value: Any) -> bool:
+    """A finite number (what a tracking backend accepts as a metric)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif value is not None:
+            out[f"{prefix}{key}"] = value if _scalar(value) else str(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command: 0 on success, 2 on a bad config or bad input, 1 on a failure."""
+    from .segment_config import ConfigError
+
+    try:
+        conf = _spark_conf(args.conf)
+        config = load_config(
+            args.config,
+            overrides={
+                "input.path": args.input,
+                "output.path": args.output,
+                "run_date": args.run_date,
+                "tracking.backend": args.tracking,
+            },
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"error: segment config: {exc}", file=sys.stderr)
+        return 2
+    from spark_clustering.session import get_spark
+
+    spark = get_spark("spark-clustering-segment", master=args.master, conf=conf, gpu=args.gpu)
+    try:
+        result = run_segment(spark, config)
+    except ValueError as exc:
+        log.error("segment failed, previous outputs kept: %s", exc)
+        print(f"error: segment: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        log.exception("segment failed, previous outputs kept")
+        print(f"error: segment failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
+    print(f"segment: {result.summary['n_clusters']} clusters; report: {result.report_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``spark_jobs/segment_customers.py``; returns the exit code."""
+    p = argparse.ArgumentParser(prog="segment_customers", description=__doc__)
+    _arguments(p)
+    args = p.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""The ``segment`` job's TOML configuration, read and checked without Spark.
+
+Every problem in a config is collected and reported at once (:class:`ConfigError`), so a user
+fixes the file in one pass: unknown tables or keys, wrong types, an unknown algorithm, values out
+of range (``eps <= 0``, ``k < 2``), local paths that do not exist. Non-local paths (``s3://``,
+``hdfs://``) are checked by Spark when the job reads them. Keys are documented in
+``docs/segment.md``; ``examples/segment.toml`` is a complete example.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomllib
+
+from .io import is_local, local_path
+
+REDUCERS = ("none", "pca", "umap")
+CLUSTERERS = ("dbscan", "kmeans", "gmm")
+TRACKING_BACKENDS = ("none", "mlflow", "sagemaker")
+
+#: estimator Params a config may set, per algorithm: name -> accepted Python type(s)
+_INT, _NUM, _STR = (int,), (int, float), (str,)
+REDUCER_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
+    "none": {},
+    "pca": {"k": _INT},
+    "umap": {
+        "nComponents": _INT,
+        "nNeighbors": _INT,
+        "minDist": _NUM,
+        "metric": _STR,
+        "seed": _INT,
+        "sampleSize": _INT,
+        "transformEpochs": _INT,
+        "backend": _STR,
+    },
+}
+CLUSTERER_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
+    "dbscan": {
+        "eps": (int, float, str),
+        "minPoints": _INT,
+        "epsSampleSize": _INT,
+        "backend": _STR,
+        "maxPointsPerPartition": _INT,
+    },
+    "kmeans": {"k": _INT, "seed": _INT, "maxIter": _INT, "tol": _NUM, "backend": _STR},
+    "gmm": {"k": _INT, "seed": _INT, "maxIter": _INT, "tol": _NUM},
+}
+_TABLES: dict[str, dict[str, tuple[type, ...]]] = {
+    "input": {
+        "path": _STR,
+        "kind": _STR,
+        "spec": _STR,
+        "id_col": _STR,
+        "features_col": _STR,
+    },
+    "reducer": {"algorithm": _STR, "params": (dict,)},
+    "clusterer": {"algorithm": _STR, "params": (dict,)},
+    "evaluation": {"enabled": (bool,), "sample_size": _INT, "repeats": _INT, "seed": _INT},
+    "tracking": {
+        "backend": _STR,
+        "experiment": _STR,
+        "trial": _STR,
+        "tracking_uri": _STR,
+        "artifact_location": _STR,
+    },
+    "output": {"path": _STR, "scatter_sample": _INT, "profile": (bool,)},
+}
+_TOP = {"run_date": (str, dt.date)}
+
+
+class ConfigError(ValueError):
+    """A bad ``segment`` config; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s){where}:\n{lines}")
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """A checked ``segment`` config (see ``docs/segment.md``)."""
+
+    input_path: str
+    input_kind: str  # "features" | "raw"
+    spec: str | None
+    id_col: str
+    features_col: str
+    reducer: str
+    reducer_params: dict[str, Any]
+    clusterer: str
+    clusterer_params: dict[str, Any]
+    output_path: str
+    run_date: str
+    evaluation: bool = True
+    eval_sample_size: int = 2000
+    eval_repeats: int = 3
+    eval_seed: int = 0
+    tracking_backend: str = "none"
+    experiment: str = "customer-segmentation"
+    trial: str | None = None
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    scatter_sample: int = 2000
+    profile: bool = True
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def eps_auto(self) -> bool:
+        return self.clusterer == "dbscan" and self.clusterer_params.get("eps") == "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as logged to the trial and the run summary."""
+        return {k: v for k, v in self.__dict__.items() if k != "raw"}
+
+
+def _type_name(kinds: tuple[type, ...]) -> str:
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", dict: "table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _type_ok(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # TOML true is not an integer here
+    return isinstance(value, kinds)
+
+
+def _check_keys(
+    problems: list[str], where: str, table: Mapping[str, Any], allowed: Mapping[str, tuple]
+) -> dict[str, Any]:
+    """The keys of ``table`` with an accepted type; the others are reported."""
+    good: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in allowed:
+            problems.append(
+                f"{where}: unknown key {key!r}; accepted: {', '.join(sorted(allowed)) or 'none'}"
+            )
+        elif not _type_ok(value, allowed[key]):
+            problems.append(
+                f"{where}.{key}: expected {_type_name(allowed[key])}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+        else:
+            good[key] = value
+    return good
+
+
+def _path_exists(path: str) -> bool:
+    return not is_local(path) or os.path.exists(local_path(path))
+
+
+def _algorithm_params(
+    problems: list[str],
+    where: str,
+    table: dict[str, Any],
+    choices: tuple[str, ...],
+    catalogue: Mapping[str, Mapping[str, tuple[type, ...]]],
+    default: str | None,
+) -> tuple[str, dict[str, Any]]:
+    algorithm = table.get("algorithm", default)
+    if algorithm is None:
+        problems.append(f"{where}.algorithm is required; accepted: {', '.join(choices)}")
+        return "", {}
+    if algorithm not in choices:
+        problems.append(
+            f"{where}.algorithm: unknown algorithm {algorithm!r}; accepted: {', '.join(choices)}"
+        )
+        return "", {}
+    params = _check_keys(problems, f"{where}.params", table.get("params", {}), catalogue[algorithm])
+    return str(algorithm), params
+
+
+def _positive(problems: list[str], where: str, params: dict[str, Any], name: str, low: int) -> None:
+    if name in params and params[name] < low:
+        problems.append(f"{where}.params.{name}: {params[name]!r}; accepted: >= {low}")
+
+
+def parse_config(
+    data: Mapping[str, Any], source: str | None = None, *, base_dir: str | None = None
+) -> SegmentConfig:
+    """Check a parsed TOML document; raise :class:`ConfigError` listing every problem.
+
+    Relative local paths are taken relative to ``base_dir`` when given and they do not exist
+    relative to the current directory.
+    """
+    problems: list[str] = []
+    allowed_top = {**_TOP, **{k: (dict,) for k in _TABLES}}
+    top = _check_keys(problems, "config", data, allowed_top)
+    tables = {name: _check_keys(problems, f"[{name}]", top.get(name, {}), _TABLES[name])
+              for name in _TABLES}  # fmt: skip
+
+    def resolve(path: str) -> str:
+        relative = base_dir is not None and is_local(path) and not os.path.isabs(local_path(path))
+        if relative and not os.path.exists(path):
+            candidate = os.path.join(str(base_dir), path)
+            if os.path.exists(candidate):
+                return candidate
+        return path
+
+    inp = tables["input"]
+    input_path = inp.get("path")
+    if input_path is None:
+        problems.append("[input].path is required")
+    elif not _path_exists(resolve(input_path)):
+        problems.append(f"[input].path: {input_path!r} does not exist")
+    kind = inp.get("kind", "features")
+    if kind not in ("features", "raw"):
+        problems.append(f"[input].kind: {kind!r}; accepted: features, raw")
+    spec = inp.get("spec")
+    if kind == "raw":
+        if spec is None:
+            problems.append("[input].spec is required with kind = 'raw' (a prepare TOML spec)")
+        elif not _path_exists(resolve(spec)):
+            problems.append(f"[input].spec: {spec!r} does not exist")
+    elif spec is not None:
+        problems.append("[input].spec is only used with kind = 'raw'")
+
+    reducer, rparams = _algorithm_params(
+        problems, "[reducer]", tables["reducer"], REDUCERS, REDUCER_PARAMS, "none"
+    )
+    for name in ("k", "nComponents"):
+        _positive(problems, "[reducer]", rparams, name, 1)
+    _positive(problems, "[reducer]", rparams, "nNeighbors", 2)
+    _positive(problems, "[reducer]", rparams, "sampleSize", 1)
+
+    clusterer, cparams = _algorithm_params(
+        problems, "[clusterer]", tables["clusterer"], CLUSTERERS, CLUSTERER_PARAMS, None
+    )
+    if clusterer == "dbscan":
+        eps = cparams.setdefault("eps", "auto")
+        if isinstance(eps, str) and eps != "auto":
+            problems.append(f"[clusterer].params.eps: {eps!r}; accepted: a number > 0 or 'auto'")
+        elif not isinstance(eps, str) and not eps > 0:
+            problems.append(f"[clusterer].params.eps: {eps!r}; accepted: > 0 (or 'auto')")
+        cparams.setdefault("minPoints", 10)
+        _positive(problems, "[clusterer]", cparams, "minPoints", 1)
+        _positive(problems, "[clusterer]", cparams, "epsSampleSize", 1)
+    elif clusterer in ("kmeans", "gmm"):
+        cparams.setdefault("k", 4)
+        _positive(problems, "[clusterer]", cparams, "k", 2)
+        _positive(problems, "[clusterer]", cparams, "maxIter", 1)
+
+    ev = tables["evaluation"]
+    for name, low in (("sample_size", 2), ("repeats", 1)):
+        if name in ev and ev[name] < low:
+            problems.append(f"[evaluation].{name}: {ev[name]!r}; accepted: >= {low}")
+
+    tr = tables["tracking"]
+    backend = tr.get("backend", "none")
+    if backend not in TRACKING_BACKENDS:
+        problems.append(
+            f"[tracking].backend: {backend!r}; accepted: {', '.join(TRACKING_BACKENDS)}"
+        )
+
+    out = tables["output"]
+    if "path" not in out:
+        problems.append("[output].path is required")
+    if out.get("scatter_sample", 1) < 1:
+        problems.append(f"[output].scatter_sample: {out['scatter_sample']!r}; accepted: >= 1")
+
+    run_date = top.get("run_date", dt.datetime.now(dt.timezone.utc).date())
+    try:
+        run_date = check_run_date(str(run_date))
+    except ValueError as exc:
+        problems.append(f"run_date: {exc}")
+
+    if problems:
+        raise ConfigError(problems, source)
+    assert input_path is not None
+    return SegmentConfig(
+        input_path=resolve(input_path),
+        input_kind=kind,
+        spec=resolve(spec) if spec else None,
+        id_col=inp.get("id_col", "customer_id"),
+        features_col=inp.get("features_col", "features"),
+        reducer=reducer,
+        reducer_params=rparams,
+        clusterer=clusterer,
+        clusterer_params=cparams,
+        output_path=out["path"],
+        run_date=str(run_date),
+        evaluation=ev.get("enabled", True),
+        eval_sample_size=ev.get("sample_size", 2000),
+        eval_repeats=ev.get("repeats", 3),
+        eval_seed=ev.get("seed", 0),
+        tracking_backend=backend,
+        experiment=tr.get("experiment", "customer-segmentation"),
+        trial=tr.get("trial"),
+        tracking_uri=tr.get("tracking_uri"),
+        artifact_location=tr.get("artifact_location"),
+        scatter_sample=out.get("scatter_sample", 2000),
+        profile=out.get("profile", True),
+        raw=dict(data),
+    )
+
+
+def check_run_date(value: str) -> str:
+    """``value`` if it is a ``YYYY-MM-DD`` date, else ``ValueError``."""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date; accepted: YYYY-MM-DD") from None
+
+
+def load_config(
+    path: str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> SegmentConfig:
+    """Read and check a TOML config file; ``overrides`` maps ``table.key`` (or a top-level key)
+    to a value that replaces the file's (command-line options)."""
+    try:
+        with open(path, "rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {path!r} does not exist"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], path) from None
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        table, _, key = dotted.rpartition(".")
+        target = data.setdefault(table, {}) if table else data
+        if isinstance(target, dict):
+            target[key] = value
+    return parse_config(data, path, base_dir=os.path.dirname(os.path.abspath(path)))

@@ -1,0 +1,25 @@
+"""spark-submit entry point of the scoring job.
+
+    spark-submit spark_jobs/score_customers.py --model s3://bucket/segments \
+        --input s3://bucket/features/ --output s3://bucket/segments/assignments \
+        [--run-date YYYY-MM-DD]
+
+Parses the arguments and calls :func:`spark_clustering.jobs.score.main`. The library must be
+importable: installed on the cluster (EMR bootstrap action), shipped with ``--py-files``, or
+found in ``lib/`` next to this folder when run from a checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+try:
+    import spark_clustering  # noqa: F401
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+from spark_clustering.jobs.score import main
+
+if __name__ == "__main__":
+    sys.exit(main())
