@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-KIND_CORE = 0
-KIND_EDGE = 1
+KIND_CORE = 0  # a home core point with its local component
+KIND_EDGE = 1  # a halo point next to a local component
+KIND_COMP = 2  # a local component: its core count and smallest core point
 
 
 @dataclass
@@ -55,16 +56,33 @@ def _coords_schema(xcols: list[str]) -> str:
 
 def route_with_halo(df: DataFrame, regions: Regions, xcols: list[str], eps: float) -> DataFrame:
     """One row per (row, region) for its home region and each region whose halo holds it,
-    with ``home`` telling which; computed in the JVM, no Python round trip."""
+    with ``home`` telling which and ``shared`` whether the row is in any halo; computed in the
+    JVM, no Python round trip."""
     from pyspark.sql import functions as F
 
     others = [c for c in df.columns if c not in xcols]
-    return df.select(
-        F.explode(regions.memberships_expr(xcols, eps)).alias("region"),
-        regions.home_expr(xcols).alias("__home_region"),
-        *xcols,
-        *others,
-    ).select("region", (F.col("region") == F.col("__home_region")).alias("home"), *xcols, *others)
+    return (
+        df.select(
+            regions.memberships_expr(xcols, eps).alias("__regions"),
+            regions.home_expr(xcols).alias("__home_region"),
+            *xcols,
+            *others,
+        )
+        .select(
+            F.explode("__regions").alias("region"),
+            (F.size("__regions") > 1).alias("shared"),
+            "__home_region",
+            *xcols,
+            *others,
+        )
+        .select(
+            "region",
+            (F.col("region") == F.col("__home_region")).alias("home"),
+            "shared",
+            *xcols,
+            *others,
+        )
+    )
 
 
 def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
@@ -78,16 +96,27 @@ def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
         x = pdf[xcols].to_numpy(dtype=np.float64)
         res = kernel.fit_region(x, pdf["home"].to_numpy(dtype=bool), eps, min_points)
         base = np.int64(region) << np.int64(32)
-        idx = np.concatenate([res.core_index, res.edge_halo_index])
+        # per local component: its core count and its lexicographically smallest core point
+        core_x = x[res.core_index]
+        order = np.lexsort([*core_x.T[::-1], res.core_component])
+        first = order[np.r_[True, np.diff(res.core_component[order]) != 0]] if order.size else order
+        n_comp = np.bincount(res.core_component, minlength=len(first))
+        idx = np.concatenate([res.core_index, res.edge_halo_index, res.core_index[first]])
+        sizes = (len(res.core_index), len(res.edge_halo_index), len(first))
         out = pd.DataFrame(
             {
-                "kind": np.concatenate(
+                "kind": np.repeat(np.array([KIND_CORE, KIND_EDGE, KIND_COMP], np.int8), sizes),
+                "comp": base
+                + np.concatenate(
+                    [res.core_component, res.edge_component, res.core_component[first]]
+                ),
+                "shared": np.concatenate(
                     [
-                        np.full(len(res.core_index), KIND_CORE, dtype=np.int8),
-                        np.full(len(res.edge_halo_index), KIND_EDGE, dtype=np.int8),
+                        pdf["shared"].to_numpy(dtype=bool)[res.core_index],
+                        np.ones(sizes[1] + sizes[2], dtype=bool),
                     ]
                 ),
-                "comp": base + np.concatenate([res.core_component, res.edge_component]),
+                "n": np.concatenate([np.zeros(sizes[0] + sizes[1], np.int64), n_comp]),
             }
         )
         for j, c in enumerate(xcols):
@@ -147,16 +176,24 @@ def fit_distributed(
         routed.groupBy("region")
         .applyInPandas(
             _fit_regions(eps, min_points, backend, xcols),
-            f"kind tinyint, comp long, {_coords_schema(xcols)}",
+            f"kind tinyint, comp long, shared boolean, n long, {_coords_schema(xcols)}",
         )
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        cores = result.where(F.col("kind") == KIND_CORE).select("comp", *xcols)
+        n_out = result.count()
+        log.info(
+            "dbscan: regions clustered, %d core points and halo links out (%.1fs)",
+            n_out,
+            time.monotonic() - t0,
+        )
+        cores_all = result.where(F.col("kind") == KIND_CORE)
+        cores = cores_all.select("comp", *xcols)
         edges = result.where(F.col("kind") == KIND_EDGE).select(F.col("comp").alias("a"), *xcols)
+        shared_cores = cores_all.where("shared").select(F.col("comp").alias("b"), *xcols)
         links = cast(
             pd.DataFrame,
-            edges.join(cores.withColumnRenamed("comp", "b"), on=xcols)
+            edges.join(shared_cores, on=xcols)
             .where(F.col("a") != F.col("b"))
             .select("a", "b")
             .distinct()
@@ -164,10 +201,7 @@ def fit_distributed(
         )
         comps = cast(
             pd.DataFrame,
-            cores.groupBy("comp")
-            .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct(*xcols)).alias("first"))
-            .select("comp", "n", *[F.col("first")[c].alias(c) for c in xcols])
-            .toPandas(),
+            result.where(F.col("kind") == KIND_COMP).select("comp", "n", *xcols).toPandas(),
         )
         log.info(
             "dbscan: %d local components, %d cross-region links (%.1fs)",

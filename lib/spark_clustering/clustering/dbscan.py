@@ -10,7 +10,9 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import (
+    DefaultParamsReadable,
     DefaultParamsReader,
+    DefaultParamsWritable,
     DefaultParamsWriter,
     MLReadable,
     MLReader,
@@ -140,7 +142,7 @@ class _DBSCANParams(HasFeaturesCol, HasPredictionCol, HasBackend, HasHandleInval
             )
 
 
-class DBSCAN(Estimator, _DBSCANParams, MLReadable, MLWritable):
+class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWritable):
     """Exact DBSCAN, distributed over Spark executors by spatial partitioning.
 
     Core points, noise and the clusters of core points equal scikit-learn's
