@@ -13,6 +13,9 @@ scikit-learn is not run).
 
 Our time is fit + labelling every row (``transform``) + writing the labels to Parquet, from
 a Parquet input, excluding the JVM start; the others' is ``fit`` on an in-memory array.
+With ``--floor`` the "floor" contender also runs: one routed pass of the same rows through Spark
+and a Python function that computes nothing (see ``run_floor``), the least a Spark DBSCAN with
+per-region Python kernels pays, so the results can say how much of our time is Spark itself.
 """
 
 from __future__ import annotations
@@ -91,6 +94,49 @@ def run_ours(npy: Path, eps: float, out: Path) -> dict:
     return {"seconds": total, "fit_seconds": fit_s, "clusters": model.numClusters}
 
 
+def run_floor(npy: Path, eps: float, out: Path) -> dict:
+    """What any Spark DBSCAN that clusters space partitions in Python pays at the least: read
+    the rows, route each (id and coordinates) to its k-d region and the halos within eps (our
+    own routing), move every region through Arrow to a Python function that returns a label
+    per home row without computing anything, and write (id, label) to Parquet. One pass, one
+    shuffle, no clustering, no merge, no join."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from spark_clustering.backends.dbscan_spark import route_with_halo
+    from spark_clustering.partitioning import build_regions
+    from spark_clustering.session import get_spark
+
+    spark = get_spark(
+        "bench-dbscan-floor",
+        master="local[2]",
+        conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "8g")},
+        gpu="off",
+    )
+    df = spark.read.parquet(str(_parquet(npy)))
+    start = time.monotonic()
+    xcols = ["x0", "x1", "x2"]
+    points = df.select("id", *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)])
+    n = points.count()
+    sample = np.load(npy, mmap_mode="r")[:: max(1, n // 50_000)]
+    regions = build_regions(np.asarray(sample), max(4, -(-n // 250_000)), min_width=eps)
+
+    def label(pdf: pd.DataFrame) -> pd.DataFrame:
+        home = pdf[pdf["home"]]
+        return pd.DataFrame({"id": home["id"], "cluster": np.zeros(len(home), np.int32)})
+
+    (
+        route_with_halo(points, regions, xcols, eps)
+        .groupBy("region")
+        .applyInPandas(label, "id long, cluster int")
+        .write.mode("overwrite")
+        .parquet(str(out))
+    )
+    seconds = time.monotonic() - start
+    spark.stop()
+    return {"seconds": seconds, "clusters": 0}
+
+
 def run_sklearn(npy: Path, eps: float, out: Path) -> dict:
     from sklearn.cluster import DBSCAN
 
@@ -118,7 +164,12 @@ def run_dbscan_pkg(npy: Path, eps: float, out: Path) -> dict:
     return {"seconds": seconds, "clusters": int(labels.max() + 1)}
 
 
-RUNNERS = {"ours": run_ours, "sklearn": run_sklearn, "dbscan": run_dbscan_pkg}
+RUNNERS = {
+    "ours": run_ours,
+    "floor": run_floor,
+    "sklearn": run_sklearn,
+    "dbscan": run_dbscan_pkg,
+}
 
 
 def _measure(which: str, npy: Path, eps: float, out: Path) -> dict:
@@ -173,6 +224,9 @@ def main() -> None:
     parser.add_argument("--dbscan-max", type=int, default=100_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eps", type=float, default=None, help="skip the knee search")
+    parser.add_argument(
+        "--floor", action="store_true", help="also time the Spark floor (one routed pass)"
+    )
     args = parser.parse_args()
     rows = []
     for n in args.sizes:
@@ -184,9 +238,15 @@ def main() -> None:
             "ours": DATA / f"labels_ours_{n}.parquet",
             "sklearn": DATA / f"labels_sklearn_{n}.npz",
             "dbscan": DATA / f"labels_dbscan_{n}.npz",
+            "floor": DATA / f"labels_floor_{n}.parquet",
         }
-        for which in ("ours", "dbscan", "sklearn"):
-            limit = {"ours": 10**12, "sklearn": args.sklearn_max, "dbscan": args.dbscan_max}
+        for which in ("ours", "floor", "dbscan", "sklearn"):
+            limit = {
+                "ours": 10**12,
+                "floor": 10**12 if args.floor else 0,
+                "sklearn": args.sklearn_max,
+                "dbscan": args.dbscan_max,
+            }
             if n > limit[which]:
                 continue
             results[which] = _measure(which, npy, eps, outs[which])
@@ -196,7 +256,7 @@ def main() -> None:
         if ref and "seconds" in results.get("ours", {}):
             parity = _same(_load_labels("ours", outs["ours"]), _load_labels(ref, outs[ref]))
         row = {"n": n, "eps": eps, "parity_vs": ref, "parity": parity, **results}
-        for other in ("sklearn", "dbscan"):
+        for other in ("sklearn", "dbscan", "floor"):
             if "seconds" in results.get(other, {}) and "seconds" in results.get("ours", {}):
                 row[f"time_ratio_vs_{other}"] = (
                     results["ours"]["seconds"] / results[other]["seconds"]
