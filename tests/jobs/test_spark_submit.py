@@ -59,6 +59,20 @@ def _segmented(spark: Any, work: Path) -> object:
     return run_segment(spark, load_config(str(_segment_input(spark, work))))
 
 
+def _sweep_input(spark: Any, work: Path) -> object:
+    from segment_data import blobs, write_features
+
+    ids, x, _ = blobs(40, seed=4)
+    features = write_features(spark, work / "features", ids, x)
+    config = work / "sweep.toml"
+    config.write_text(
+        f'run_date = "2026-11-01"\n[input]\npath = "{features}"\n'
+        f'[output]\npath = "{work / "segments"}"\nscatter_sample = 100\n'
+        '[search]\nclusterers = [{ algorithm = "kmeans", params = { k = [2, 3], seed = 1 } }]\n'
+    )
+    return config
+
+
 #: job name (spark_jobs/<name>.py) -> how to run it with the smallest useful input.
 JOBS: dict[str, Job] = {
     "prepare_features": Job(
@@ -93,6 +107,12 @@ JOBS: dict[str, Job] = {
         ],
         outputs=lambda w: [w / "scored" / "run_date=2026-11-02"],
         stdout=("score:",),
+    ),
+    "sweep": Job(
+        setup=_sweep_input,
+        args=lambda w: ["--config", str(w / "sweep.toml"), "--gpu", "off"],
+        outputs=lambda w: [w / "segments" / "runs" / "run_date=2026-11-01" / "report.html"],
+        stdout=("sweep: 2 trials run",),
     ),
     "dbscan_demo": Job(
         args=lambda w: ["--points", "1500", "--eps", "0.6", "--min-points", "10"],

@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,20 +55,23 @@ class Stages:
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    #: log level of the stage lines (the sweep logs its per-trial stages at DEBUG)
+    level: int = logging.INFO
 
     @contextmanager
     def stage(self, name: str) -> Iterator[dict[str, Any]]:
         """Time the block; set ``info["rows"]`` inside it to log a row count."""
         info: dict[str, Any] = {}
         t0 = time.perf_counter()
-        log.info("%s: %s ...", self.job, name)
+        log.log(self.level, "%s: %s ...", self.job, name)
         yield info
         seconds = time.perf_counter() - t0
         self.timings[name] = round(seconds, 3)
         rows = info.get("rows")
         if rows is not None:
             self.rows[name] = int(rows)
-        log.info(
+        log.log(
+            self.level,
             "%s: %s done%s in %.1f s (total %.1f s)",
             self.job,
             name,
@@ -105,6 +108,31 @@ def assignments(model_out: DataFrame, id_col: str, clusterer: str, run_id: str, 
         F.lit(run_id).alias("run_id"),
         F.lit(version).alias("model_version"),
     )
+
+
+def select_features(features: DataFrame, names: Sequence[str] | None) -> DataFrame:
+    """``features`` with its vector cut to the slots ``names`` (in that order); all when None.
+
+    The names are those of the vector's ML attribute metadata (what
+    :func:`spark_clustering.features.assemble.feature_names` reports); an unknown name raises
+    ``ValueError`` listing the accepted ones.
+    """
+    if not names:
+        return features
+    from pyspark.ml.feature import VectorSlicer
+    from pyspark.sql import functions as F
+
+    from spark_clustering.features.assemble import feature_names
+
+    available = feature_names(features)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(
+            f"feature names {unknown} are not in the features vector; accepted: {available}"
+        )
+    sliced = VectorSlicer(inputCol="features", outputCol="__selected", names=list(names))
+    others = [c for c in features.columns if c != "features"]
+    return sliced.transform(features).select(*others, F.col("__selected").alias("features"))
 
 
 def write_json(spark: SparkSession | None, obj: Any, dest_dir: str, name: str) -> None:
@@ -164,7 +192,7 @@ def apply_pipeline(
     spark: SparkSession, root: str, meta: dict[str, Any], features: DataFrame
 ) -> DataFrame:
     """Reducer and clusterer of a saved pipeline applied to ``<id>, features`` rows."""
-    df = features
+    df = select_features(features, meta.get("select"))
     if meta["reducer"] != "none":
         df = load_stage(meta["reducer"], f"{root}/reducer").transform(df)
     return load_stage(meta["clusterer"], f"{root}/clusterer").transform(df)

@@ -114,6 +114,7 @@ def _clusterer(config: SegmentConfig, features_col: str, eps: float | None) -> A
     params = dict(config.clusterer_params)
     if config.clusterer == "dbscan":
         params.pop("epsSampleSize", None)
+        params.pop("epsMultiple", None)
         params["eps"] = eps
         return DBSCAN(featuresCol=features_col, predictionCol="cluster", **params)
     if config.clusterer == "kmeans":
@@ -219,6 +220,130 @@ def _write_report(summary: dict[str, Any], local_dir: str) -> str:
     return path
 
 
+@dataclass
+class Inputs:
+    """The customers' ``<id>, features`` rows, read (or prepared) and persisted once; a sweep
+    shares them between its trials."""
+
+    features: DataFrame
+    id_col: str
+    prepared: Any
+    rows: int
+
+    def release(self) -> None:
+        self.features.unpersist()
+        if self.prepared is not None:
+            self.prepared.unpersist()
+
+
+@dataclass
+class Reduction:
+    """A reducer's output (or the features themselves for reducer none), persisted when it was
+    computed; ``col`` is the column the clusterer reads."""
+
+    model: Any
+    df: DataFrame
+    col: str
+
+    def release(self) -> None:
+        if self.model is not None:
+            self.df.unpersist()
+
+
+def load_inputs(spark: SparkSession, config: SegmentConfig, stages: Stages) -> Inputs:
+    """Read (or prepare) the features, persist them and count them; ``ValueError`` if none."""
+    from pyspark import StorageLevel
+
+    with stages.stage("features") as info:
+        features, id_col, prepared = _features(spark, config)
+        features = features.persist(StorageLevel.MEMORY_AND_DISK)
+        inputs = Inputs(features, id_col, prepared, features.count())
+        info["rows"] = inputs.rows
+    if inputs.rows == 0:
+        inputs.release()
+        raise ValueError(f"no customers in {config.input_path}")
+    return inputs
+
+
+def reduce_features(features: DataFrame, config: SegmentConfig, stages: Stages) -> Reduction:
+    """Fit the config's reducer on ``features`` and persist its output (nothing for none)."""
+    from pyspark import StorageLevel
+
+    if config.reducer == "none":
+        return Reduction(None, features, "features")
+    with stages.stage(f"reduce ({config.reducer})") as info:
+        model = _reducer(config).fit(features)
+        reduced = model.transform(features).persist(StorageLevel.MEMORY_AND_DISK)
+        info["rows"] = reduced.count()
+    return Reduction(model, reduced, REDUCED_COL)
+
+
+def k_distance_graph(reduction: Reduction, config: SegmentConfig, stages: Stages) -> Any:
+    """The k-distance graph (``KDistanceGraph``) of DBSCAN's ``minPoints`` over the reduction."""
+    from spark_clustering import suggest_eps
+
+    k = int(config.clusterer_params["minPoints"])
+    sample = int(config.clusterer_params.get("epsSampleSize", 5000))
+    with stages.stage("k-distance graph") as info:
+        graph = suggest_eps(reduction.df, k=k, featuresCol=reduction.col, sampleSize=sample)
+        info["rows"] = graph.sample_size
+    return graph
+
+
+def resolve_eps(config: SegmentConfig, graph: Any) -> dict[str, Any]:
+    """DBSCAN's eps from the config and the k-distance graph: given, the knee (``auto``) or
+    ``epsMultiple`` times the knee; returned with how it was chosen (``summary["eps"]``)."""
+    given = config.clusterer_params.get("eps", "auto")
+    multiple = config.clusterer_params.get("epsMultiple")
+    suggested = float(graph.eps)
+    if given != "auto":
+        eps = float(given)
+    else:
+        eps = suggested * float(multiple if multiple is not None else 1.0)
+    info = {"value": eps, "suggested": suggested, "auto": given == "auto", "k": graph.k}
+    if multiple is not None:
+        info["multiple"] = float(multiple)
+    return info
+
+
+def fit_clusterer(
+    config: SegmentConfig, reduction: Reduction, eps: float | None, stages: Stages
+) -> tuple[Any, DataFrame]:
+    """Fit the config's clusterer on the reduction; its model and persisted output."""
+    from pyspark import StorageLevel
+
+    with stages.stage(f"cluster ({config.clusterer})") as info:
+        model = _clusterer(config, reduction.col, eps).fit(reduction.df)
+        clustered = model.transform(reduction.df).persist(StorageLevel.MEMORY_AND_DISK)
+        info["rows"] = clustered.count()
+    return model, clustered
+
+
+def cluster_sizes(clustered: DataFrame) -> dict[int, int]:
+    """Rows per cluster label (``-1`` is DBSCAN's noise), sorted by label."""
+    rows = clustered.groupBy("cluster").count().collect()
+    return dict(sorted((int(r["cluster"]), int(r["count"])) for r in rows))
+
+
+def score_clustering(
+    clustered: DataFrame, col: str, config: SegmentConfig, stages: Stages
+) -> dict[str, Any]:
+    """The scalar figures of :func:`spark_clustering.evaluate` with the config's settings."""
+    from spark_clustering import evaluate
+
+    with stages.stage("evaluate") as info:
+        metrics = evaluate(
+            clustered,
+            featuresCol=col,
+            predictionCol="cluster",
+            sampleSize=config.eval_sample_size,
+            repeats=config.eval_repeats,
+            seed=config.eval_seed,
+        )
+        info["rows"] = metrics.get("n_rows")
+    return {k: v for k, v in metrics.items() if _scalar(v)}
+
+
 def _spark_conf(items: Sequence[str]) -> dict[str, str]:
     conf = {}
     for item in items:
@@ -229,8 +354,24 @@ def _spark_conf(items: Sequence[str]) -> dict[str, str]:
     return conf
 
 
+def tracking_options(config: SegmentConfig) -> dict[str, Any]:
+    """The keyword arguments of ``tracking.trial`` the config sets."""
+    options: dict[str, Any] = {"backend": config.tracking_backend}
+    for name in ("tracking_uri", "artifact_location"):
+        if getattr(config, name):
+            options[name] = getattr(config, name)
+    return options
+
+
 def run_segment(
-    spark: SparkSession, config: SegmentConfig, *, run_id: str | None = None
+    spark: SparkSession,
+    config: SegmentConfig,
+    *,
+    run_id: str | None = None,
+    inputs: Inputs | None = None,
+    reduction: Reduction | None = None,
+    graph: Any = None,
+    extra_summary: Mapping[str, Any] | None = None,
 ) -> SegmentResult:
     """Run one segmentation trial as ``config`` says and commit its outputs.
 
@@ -241,6 +382,13 @@ def run_segment(
         From :func:`spark_clustering.jobs.segment_config.load_config`.
     run_id : str, optional
         Default: a new random id. The model version is ``<run_date>-<run_id[:8]>``.
+    inputs, reduction, graph : optional
+        Work already done by the caller (the sweep): the persisted features
+        (:func:`load_inputs`), the reduction of ``config.select`` of them
+        (:func:`reduce_features`) and DBSCAN's k-distance graph over it
+        (:func:`k_distance_graph`). What is given is used as is and left persisted.
+    extra_summary : mapping, optional
+        More entries for ``summary.json``.
 
     Returns
     -------
@@ -256,12 +404,10 @@ def run_segment(
     >>> result = run_segment(spark, load_config("examples/segment.toml"))  # doctest: +SKIP
     >>> result.summary["metrics"]["n_clusters"]  # doctest: +SKIP
     """
-    from pyspark import StorageLevel
-
-    from spark_clustering import evaluate, suggest_eps, tracking
+    from spark_clustering import tracking
 
     from .io import atomic_output, put_local_dir
-    from .pipeline import assignments, write_json
+    from .pipeline import assignments, select_features, write_json
 
     run_id = run_id or uuid.uuid4().hex
     version = f"{config.run_date}-{run_id[:8]}"
@@ -273,11 +419,7 @@ def run_segment(
         "run": f"{out}/runs/{part}",
     }
     stages = Stages("segment")
-    cached: list[DataFrame] = []
-    options: dict[str, Any] = {"backend": config.tracking_backend}
-    for name in ("tracking_uri", "artifact_location"):
-        if getattr(config, name):
-            options[name] = getattr(config, name)
+    owned: list[Any] = []
     trial_name = config.trial or f"{config.reducer}-{config.clusterer}-{config.run_date}"
     tags = {"run_id": run_id, "model_version": version, "run_date": config.run_date}
     summary: dict[str, Any] = {
@@ -286,76 +428,48 @@ def run_segment(
         "run_date": config.run_date,
         "config": config.to_dict(),
         "paths": paths,
+        **(extra_summary or {}),
     }
     with (
         tempfile.TemporaryDirectory(prefix="sc-segment-") as local,
-        tracking.trial(config.experiment, trial_name, tags, **options) as trial,
+        tracking.trial(config.experiment, trial_name, tags, **tracking_options(config)) as trial,
         ExitStack() as commits,
     ):
         trial.log_parameters({f"config.{k}": v for k, v in _flat(config.to_dict()).items()})
         trial.log_input("input", config.input_path)
-        prepared = None
         try:
-            with stages.stage("features") as info:
-                features, id_col, prepared = _features(spark, config)
-                features = features.persist(StorageLevel.MEMORY_AND_DISK)
-                cached.append(features)
-                n = info["rows"] = features.count()
-            if n == 0:
-                raise ValueError(f"no customers in {config.input_path}")
-            work, work_col = features, "features"
-            reducer_model = None
-            if config.reducer != "none":
-                with stages.stage(f"reduce ({config.reducer})") as info:
-                    reducer_model = _reducer(config).fit(features)
-                    work = reducer_model.transform(features).persist(StorageLevel.MEMORY_AND_DISK)
-                    cached.append(work)
-                    work_col = REDUCED_COL
-                    info["rows"] = work.count()
+            if inputs is None:
+                inputs = load_inputs(spark, config, stages)
+                owned.append(inputs)
+            n, id_col, prepared = inputs.rows, inputs.id_col, inputs.prepared
+            if reduction is None:
+                selected = select_features(inputs.features, config.select)
+                reduction = reduce_features(selected, config, stages)
+                owned.append(reduction)
+            reducer_model, work_col = reduction.model, reduction.col
             eps = None
             if config.clusterer == "dbscan":
-                k = int(config.clusterer_params["minPoints"])
-                with stages.stage("k-distance graph") as info:
-                    sample = int(config.clusterer_params.get("epsSampleSize", 5000))
-                    graph = suggest_eps(work, k=k, featuresCol=work_col, sampleSize=sample)
-                    info["rows"] = min(sample, n)
-                    graph.plot(os.path.join(local, "k_distance.png"))
-                    given = config.clusterer_params["eps"]
-                    eps = float(graph.eps) if given == "auto" else float(given)
-                    summary["eps"] = {"value": eps, "suggested": float(graph.eps),
-                                      "auto": given == "auto", "k": k}  # fmt: skip
-                    log.info("segment: eps = %g (knee of the %d-distance graph: %g)",
-                             eps, k, graph.eps)  # fmt: skip
-            with stages.stage(f"cluster ({config.clusterer})") as info:
-                clusterer_model = _clusterer(config, work_col, eps).fit(work)
-                clustered = clusterer_model.transform(work).persist(StorageLevel.MEMORY_AND_DISK)
-                cached.append(clustered)
-                assigned = assignments(clustered, id_col, config.clusterer, run_id, version)
-                info["rows"] = clustered.count()
-            sizes = {
-                int(r["cluster"]): int(r["count"])
-                for r in clustered.groupBy("cluster").count().collect()
-            }
-            summary["cluster_sizes"] = dict(sorted(sizes.items()))
+                if graph is None:
+                    graph = k_distance_graph(reduction, config, stages)
+                graph.plot(os.path.join(local, "k_distance.png"))
+                summary["eps"] = resolve_eps(config, graph)
+                eps = summary["eps"]["value"]
+                log.info("segment: eps = %g (knee of the %d-distance graph: %g)",
+                         eps, graph.k, graph.eps)  # fmt: skip
+            clusterer_model, clustered = fit_clusterer(config, reduction, eps, stages)
+            owned.append(Reduction(clusterer_model, clustered, work_col))
+            assigned = assignments(clustered, id_col, config.clusterer, run_id, version)
+            sizes = cluster_sizes(clustered)
+            summary["cluster_sizes"] = sizes
             summary["n_clusters"] = len([c for c in sizes if c != -1])
             summary["n_noise"] = sizes.get(-1, 0)
             summary["customers"] = n
             if config.evaluation:
-                with stages.stage("evaluate") as info:
-                    metrics = evaluate(
-                        clustered,
-                        featuresCol=work_col,
-                        predictionCol="cluster",
-                        sampleSize=config.eval_sample_size,
-                        repeats=config.eval_repeats,
-                        seed=config.eval_seed,
-                    )
-                    info["rows"] = n
-                summary["metrics"] = {k: v for k, v in metrics.items() if _scalar(v)}
+                summary["metrics"] = score_clustering(clustered, work_col, config, stages)
                 trial.log_metrics({k: v for k, v in summary["metrics"].items() if _number(v)})
             if config.profile:
                 with stages.stage("profiles") as info:
-                    source, names = _profile_source(features, id_col, prepared)
+                    source, names = _profile_source(inputs.features, id_col, prepared)
                     summary["profiles"] = cluster_profiles(clustered, source, names, id_col)
                     summary["profile_features"] = names
                     info["rows"] = len(summary["profiles"])
@@ -377,6 +491,7 @@ def run_segment(
                     "id_col": id_col,
                     "features_col": config.features_col,
                     "input_kind": config.input_kind,
+                    "select": list(config.select) if config.select else None,
                     "reducer": config.reducer,
                     "clusterer": config.clusterer,
                     "eps": eps,
@@ -404,10 +519,8 @@ def run_segment(
             trial.log_output("model", paths["model"])
             trial.log_output("report", f"{paths['run']}/report.html")
         finally:
-            for df in cached:
-                df.unpersist()
-            if prepared is not None:
-                prepared.unpersist()
+            for item in reversed(owned):
+                item.release()
     log.info(
         "segment: %d customers, %d clusters, %d noise; assignments %s; report %s/report.html",
         summary["customers"],

@@ -43,6 +43,7 @@ CLUSTERER_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "dbscan": {
         "eps": (int, float, str),
         "minPoints": _INT,
+        "epsMultiple": _NUM,
         "epsSampleSize": _INT,
         "backend": _STR,
         "maxPointsPerPartition": _INT,
@@ -57,6 +58,7 @@ _TABLES: dict[str, dict[str, tuple[type, ...]]] = {
         "spec": _STR,
         "id_col": _STR,
         "features_col": _STR,
+        "select": (list,),
     },
     "reducer": {"algorithm": _STR, "params": (dict,)},
     "clusterer": {"algorithm": _STR, "params": (dict,)},
@@ -109,6 +111,8 @@ class SegmentConfig:
     artifact_location: str | None = None
     scatter_sample: int = 2000
     profile: bool = True
+    #: slot names of the features vector kept (``[input].select``); None keeps them all
+    select: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -121,7 +125,8 @@ class SegmentConfig:
 
 
 def _type_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", str: "string", bool: "true/false", dict: "table"}
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", dict: "table",
+             list: "list"}  # fmt: skip
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -181,6 +186,41 @@ def _positive(problems: list[str], where: str, params: dict[str, Any], name: str
         problems.append(f"{where}.params.{name}: {params[name]!r}; accepted: >= {low}")
 
 
+def check_reducer_params(problems: list[str], where: str, params: Mapping[str, Any]) -> None:
+    """Range checks of reducer Params already of the right type (any subset of them)."""
+    p = dict(params)
+    for name in ("k", "nComponents", "sampleSize"):
+        _positive(problems, where, p, name, 1)
+    _positive(problems, where, p, "nNeighbors", 2)
+
+
+def check_clusterer_params(problems: list[str], where: str, params: Mapping[str, Any]) -> None:
+    """Range checks of clusterer Params already of the right type (any subset of them):
+    ``eps`` a number > 0 or ``"auto"``, ``epsMultiple > 0``, ``k >= 2``, counts >= 1."""
+    p = dict(params)
+    eps = p.get("eps", "auto")
+    if isinstance(eps, str) and eps != "auto":
+        problems.append(f"{where}.params.eps: {eps!r}; accepted: a number > 0 or 'auto'")
+    elif not isinstance(eps, str) and not eps > 0:
+        problems.append(f"{where}.params.eps: {eps!r}; accepted: > 0 (or 'auto')")
+    if "epsMultiple" in p and not p["epsMultiple"] > 0:
+        problems.append(f"{where}.params.epsMultiple: {p['epsMultiple']!r}; accepted: > 0")
+    for name in ("minPoints", "epsSampleSize", "maxIter", "maxPointsPerPartition"):
+        _positive(problems, where, p, name, 1)
+    _positive(problems, where, p, "k", 2)
+
+
+def check_select(problems: list[str], where: str, names: Any) -> tuple[str, ...] | None:
+    """A non-empty list of distinct slot names, or the problem reported."""
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        problems.append(f"{where}: {names!r}; accepted: a non-empty list of feature names")
+        return None
+    if len(set(names)) != len(names):
+        problems.append(f"{where}: {names!r} repeats a name; accepted: distinct names")
+        return None
+    return tuple(names)
+
+
 def parse_config(
     data: Mapping[str, Any], source: str | None = None, *, base_dir: str | None = None
 ) -> SegmentConfig:
@@ -221,30 +261,29 @@ def parse_config(
     elif spec is not None:
         problems.append("[input].spec is only used with kind = 'raw'")
 
+    select = None
+    if "select" in inp:
+        select = check_select(problems, "[input].select", inp["select"])
+
     reducer, rparams = _algorithm_params(
         problems, "[reducer]", tables["reducer"], REDUCERS, REDUCER_PARAMS, "none"
     )
-    for name in ("k", "nComponents"):
-        _positive(problems, "[reducer]", rparams, name, 1)
-    _positive(problems, "[reducer]", rparams, "nNeighbors", 2)
-    _positive(problems, "[reducer]", rparams, "sampleSize", 1)
+    check_reducer_params(problems, "[reducer]", rparams)
 
     clusterer, cparams = _algorithm_params(
         problems, "[clusterer]", tables["clusterer"], CLUSTERERS, CLUSTERER_PARAMS, None
     )
     if clusterer == "dbscan":
-        eps = cparams.setdefault("eps", "auto")
-        if isinstance(eps, str) and eps != "auto":
-            problems.append(f"[clusterer].params.eps: {eps!r}; accepted: a number > 0 or 'auto'")
-        elif not isinstance(eps, str) and not eps > 0:
-            problems.append(f"[clusterer].params.eps: {eps!r}; accepted: > 0 (or 'auto')")
+        cparams.setdefault("eps", "auto")
         cparams.setdefault("minPoints", 10)
-        _positive(problems, "[clusterer]", cparams, "minPoints", 1)
-        _positive(problems, "[clusterer]", cparams, "epsSampleSize", 1)
+        if "epsMultiple" in cparams and cparams["eps"] != "auto":
+            problems.append(
+                f"[clusterer].params.epsMultiple: {cparams['epsMultiple']!r} with eps = "
+                f"{cparams['eps']!r}; accepted: epsMultiple only with eps = 'auto' (the default)"
+            )
     elif clusterer in ("kmeans", "gmm"):
         cparams.setdefault("k", 4)
-        _positive(problems, "[clusterer]", cparams, "k", 2)
-        _positive(problems, "[clusterer]", cparams, "maxIter", 1)
+    check_clusterer_params(problems, "[clusterer]", cparams)
 
     ev = tables["evaluation"]
     for name, low in (("sample_size", 2), ("repeats", 1)):
@@ -296,6 +335,7 @@ def parse_config(
         artifact_location=tr.get("artifact_location"),
         scatter_sample=out.get("scatter_sample", 2000),
         profile=out.get("profile", True),
+        select=select,
         raw=dict(data),
     )
 
@@ -315,6 +355,13 @@ def load_config(
 ) -> SegmentConfig:
     """Read and check a TOML config file; ``overrides`` maps ``table.key`` (or a top-level key)
     to a value that replaces the file's (command-line options)."""
+    data = read_toml(path, overrides)
+    return parse_config(data, path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def read_toml(path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A TOML config file as a dict (:class:`ConfigError` when missing or not TOML), with
+    ``overrides`` (``table.key`` or top-level key -> value; None values ignored) applied."""
     try:
         with open(path, "rb") as fh:
             data: dict[str, Any] = tomllib.load(fh)
@@ -329,4 +376,4 @@ def load_config(
         target = data.setdefault(table, {}) if table else data
         if isinstance(target, dict):
             target[key] = value
-    return parse_config(data, path, base_dir=os.path.dirname(os.path.abspath(path)))
+    return data
