@@ -126,6 +126,19 @@ def _neighbour_cells(cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far:
 
 
 @njit(cache=True, nogil=True)
+def _find_cell(cells: np.ndarray, c: np.ndarray) -> int:
+    """Index of cell ``c`` among the lexicographically sorted ``cells``, or -1."""
+    lo = 0
+    hi = cells.shape[0]
+    for j in range(cells.shape[1]):
+        lo = _lower(cells, lo, hi, j, c[j])
+        hi = _lower(cells, lo, hi, j, c[j] + 1)
+        if lo >= hi:
+            return -1
+    return lo
+
+
+@njit(cache=True, nogil=True)
 def _dist2(x: np.ndarray, i: int, y: np.ndarray, k: int) -> float:
     s = 0.0
     for j in range(x.shape[1]):
@@ -348,10 +361,23 @@ def _nearest_core(
     buf = np.empty(max(1, n_cells), dtype=np.int64)
     far = np.empty(max(1, n_cells), dtype=np.bool_)
     for qi in range(q_cells.shape[0]):
+        # most training rows are core points: settle those from their own cell alone and
+        # enumerate the neighbour cells only when some query point of the cell is left
+        own = _find_cell(cells, q_cells[qi])
+        left = False
+        for p in range(q_starts[qi], q_ends[qi]):
+            if own >= 0:
+                for c in range(starts[own], ends[own]):
+                    if _dist2(q, p, cs, c) == 0.0:
+                        is_core[p] = True
+                        label[p] = c_cluster[c]
+                        break
+            left = left or not is_core[p]
+        if not left:
+            continue
         m = _neighbour_cells(cells, q_cells[qi], buf, far)
         first = -1
         pure = True
-        own = -1
         for t in range(m):
             k = buf[t]
             cl = c_cluster[starts[k]]
@@ -359,21 +385,8 @@ def _nearest_core(
                 first = cl
             elif cl != first:
                 pure = False
-            same = True
-            for j in range(cells.shape[1]):
-                if cells[k, j] != q_cells[qi, j]:
-                    same = False
-                    break
-            if same:
-                own = k
         for p in range(q_starts[qi], q_ends[qi]):
-            if own >= 0:
-                for c in range(starts[own], ends[own]):
-                    if _dist2(q, p, cs, c) == 0.0:
-                        is_core[p] = True
-                        break
             if is_core[p]:
-                label[p] = c_cluster[starts[own]]
                 continue
             best = np.inf
             for t in range(m):
