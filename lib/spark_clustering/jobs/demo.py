@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("umap") is None:
         print(
             "error: demo: the default config reduces with UMAP, which needs umap-learn: "
-            "pip install 'spark-clustering[umap]' (or '.[umap,mlflow]' from a checkout)",
+            "pip install umap-learn (a dependency of spark-clustering: reinstall it)",
             file=sys.stderr,
         )
         return 1
