@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from segment_data import NAMES, blobs, write_features
-from spark_clustering.jobs import sweep
+from spark_clustering.jobs import score, sweep
 from spark_clustering.jobs.segment_config import ConfigError
 from spark_clustering.jobs.sweep import main, run_sweep
 from spark_clustering.jobs.sweep_config import (
@@ -204,6 +204,7 @@ def _count_calls(monkeypatch, owner, name: str) -> list:
 
 
 SEARCH = """\
+feature_sets = [["recency", "frequency", "monetary"]]
 reducers = [{ algorithm = "pca", params = { k = 2 } }]
 clusterers = [
   { algorithm = "kmeans", params = { k = [2, 3], seed = 1 } },
@@ -246,7 +247,15 @@ def test_sweep_runs_resumes_and_writes_the_best(spark, features, tmp_path, monke
     assert summary["n_clusters"] == 3
     assignments = spark.read.parquet(str(out / "assignments"))
     assert assignments.count() == 3 * N_PER
-    assert (out / "models" / f"run_date={RUN_DATE}" / "pipeline.json").is_file()
+    meta = json.loads((out / "models" / f"run_date={RUN_DATE}" / "pipeline.json").read_text())
+    assert meta["select"] == ["recency", "frequency", "monetary"]
+    # score reapplies the selection, the reduction and the clusterer: the same assignments
+    scored = tmp_path / "scored"
+    assert score.main(["--model", str(out), "--input", features, "--output", str(scored),
+                       "--run-date", "2026-11-16", "--gpu", "off"]) == 0  # fmt: skip
+    fitted = {r["customer_id"]: r["cluster"] for r in assignments.collect()}
+    again = {r["customer_id"]: r["cluster"] for r in spark.read.parquet(str(scored)).collect()}
+    assert again == fitted
     printed = capsys.readouterr()
     assert "4 trials run, 0 skipped, 0 failed" in printed.out
     assert best_run.data.tags["spark_clustering.trial"] in printed.out  # the leaderboard

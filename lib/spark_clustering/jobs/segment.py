@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,8 +63,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="the TOML config (see examples/segment.toml)")
+def _arguments(p: argparse.ArgumentParser, example: str = "examples/segment.toml") -> None:
+    p.add_argument("--config", required=True, help=f"the TOML config (see {example})")
     p.add_argument("--input", default=None, help="override [input].path")
     p.add_argument("--output", default=None, help="override [output].path")
     p.add_argument("--run-date", default=None, help="override run_date (YYYY-MM-DD)")
@@ -561,13 +561,22 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the sub-command: 0 on success, 2 on a bad config or bad input, 1 on a failure."""
+def run_job(
+    args: argparse.Namespace,
+    job: str,
+    loader: Callable[..., Any],
+    runner: Callable[[SparkSession, Any], Any],
+    failed_note: str = "",
+) -> tuple[Any, Any, int]:
+    """Load the job's config (``loader(path, overrides=...)``, the command-line overrides
+    applied), start Spark, run ``runner(spark, config)``: ``(config, result, 0)``, or
+    ``(config or None, None, code)`` with 2 for a bad config or bad input (``ValueError``), 1 for
+    any other failure, the error printed on stderr."""
     from .segment_config import ConfigError
 
     try:
         conf = _spark_conf(args.conf)
-        config = load_config(
+        config = loader(
             args.config,
             overrides={
                 "input.path": args.input,
@@ -577,21 +586,29 @@ def run(args: argparse.Namespace) -> int:
             },
         )
     except (ConfigError, ValueError) as exc:
-        print(f"error: segment config: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {job} config: {exc}", file=sys.stderr)
+        return None, None, 2
     from spark_clustering.session import get_spark
 
-    spark = get_spark("spark-clustering-segment", master=args.master, conf=conf, gpu=args.gpu)
+    spark = get_spark(f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu)
     try:
-        result = run_segment(spark, config)
+        return config, runner(spark, config), 0
     except ValueError as exc:
-        log.error("segment failed, previous outputs kept: %s", exc)
-        print(f"error: segment: {exc}", file=sys.stderr)
-        return 2
+        log.error("%s failed%s: %s", job, failed_note, exc)
+        print(f"error: {job}: {exc}", file=sys.stderr)
+        return config, None, 2
     except Exception as exc:
-        log.exception("segment failed, previous outputs kept")
-        print(f"error: segment failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 1
+        log.exception("%s failed%s", job, failed_note)
+        print(f"error: {job} failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return config, None, 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command: 0 on success, 2 on a bad config or bad input, 1 on a failure."""
+    _, result, code = run_job(args, "segment", load_config, run_segment,
+                              ", previous outputs kept")  # fmt: skip
+    if code:
+        return code
     print(f"segment: {result.summary['n_clusters']} clusters; report: {result.report_path}")
     return 0
 

@@ -89,16 +89,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="the TOML config (see examples/sweep.toml)")
-    p.add_argument("--input", default=None, help="override [input].path")
-    p.add_argument("--output", default=None, help="override [output].path")
-    p.add_argument("--run-date", default=None, help="override run_date (YYYY-MM-DD)")
-    p.add_argument("--tracking", default=None, help="override [tracking].backend")
-    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
-    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto", help="RAPIDS plugin")
-    p.add_argument(
-        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
-    )
+    segment._arguments(p, example="examples/sweep.toml")
     p.add_argument("--top", type=int, default=20, help="leaderboard rows printed (default 20)")
 
 
@@ -406,8 +397,9 @@ def run_sweep(
             best = outcome
     todo = [o for o in outcomes if o.status == "todo"]
     log.info(
-        "sweep: %d trials (%s over a grid of %d), %d already completed, %d to run",
-        len(outcomes), config.strategy, config.grid_size, len(outcomes) - len(todo), len(todo),
+        "sweep: %d trials (%s of a grid of %d), %d already completed, %d to run",
+        len(outcomes), "all" if config.strategy == "grid" else "a random draw",
+        config.grid_size, len(outcomes) - len(todo), len(todo),
     )  # fmt: skip
     progress = Progress(len(outcomes), len(outcomes) - len(todo), config.metric, stream)
     stages = Stages("sweep", level=logging.DEBUG)
@@ -522,39 +514,13 @@ def leaderboard_frame(config: SweepConfig, result: SweepResult, top: int) -> pd.
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command: 0 when every trial completed, 2 on a bad config or bad input, 1 when
     a trial failed (rerun to retry only those) or on any other failure."""
-    from .segment_config import ConfigError
-
-    try:
-        conf = segment._spark_conf(args.conf)
-        config = load_sweep_config(
-            args.config,
-            overrides={
-                "input.path": args.input,
-                "output.path": args.output,
-                "run_date": args.run_date,
-                "tracking.backend": args.tracking,
-            },
-        )
-    except (ConfigError, ValueError) as exc:
-        print(f"error: sweep config: {exc}", file=sys.stderr)
-        return 2
-    from spark_clustering.session import get_spark
-
-    spark = get_spark("spark-clustering-sweep", master=args.master, conf=conf, gpu=args.gpu)
-    try:
-        result = run_sweep(spark, config)
-    except ValueError as exc:
-        log.error("sweep failed: %s", exc)
-        print(f"error: sweep: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        log.exception("sweep failed")
-        print(f"error: sweep failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 1
+    config, result, code = segment.run_job(args, "sweep", load_sweep_config, run_sweep)
+    if code:
+        return code
     from spark_clustering.tracking.board import render
 
     try:
-        print(render(leaderboard_frame(config, result, getattr(args, "top", 20)), "table"), end="")
+        print(render(leaderboard_frame(config, result, args.top), "table"), end="")
     except Exception as exc:  # the sweep itself is done; a board that cannot be read is not fatal
         log.warning("sweep: leaderboard not shown: %s", exc)
     failed = result.count("failed")
