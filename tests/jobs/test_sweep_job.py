@@ -362,3 +362,30 @@ def test_progress_on_a_terminal_rewrites_one_line():
     text = stream.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
     assert "3/3 trials (1 skipped, 1 failed), best silhouette=0.5 (none-kmeans-k2)" in text
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_interrupted_sweep_loses_only_the_trial_in_flight(spark, features, tmp_path, monkeypatch):
+    search = 'clusterers = [{ algorithm = "kmeans", params = { k = [2, 3, 4], seed = 1 } }]'
+    config = _write(tmp_path / "sweep.toml", features, tmp_path / "out", search,
+                    _mlflow(tmp_path, "sweep-interrupted"))  # fmt: skip
+    original = sweep.segment.fit_clusterer
+    fits: list[int] = []
+
+    def interrupt_the_second(cfg, *args, **kwargs):
+        fits.append(cfg.clusterer_params["k"])
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return original(cfg, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sweep.segment, "fit_clusterer", interrupt_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            main(["--config", config, "--gpu", "off"])
+    assert fits == [2, 3]
+    runs = _runs(tmp_path, "sweep-interrupted")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    trials = _count_calls(monkeypatch, sweep, "run_trial")
+    assert main(["--config", config, "--gpu", "off"]) == 0
+    assert [spec.clusterer_params["k"] for _, spec, *_ in trials] == [3, 4]
