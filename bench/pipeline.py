@@ -86,6 +86,32 @@ def markdown(customers: int, rows: list[tuple[str, float]], total: float, outcom
     return "\n".join(lines)
 
 
+def kmeans_reference(spark, work: Path, seed: int) -> tuple[float, float]:
+    """How separable the latent segments are in the demo's features, for scale: the ARI of
+    MLlib KMeans with k = 5 (the true number of segments) on the same prepared features, and
+    the ARI of our clusters over the customers DBSCAN did not call noise."""
+    from pyspark.ml.clustering import KMeans
+
+    from spark_clustering.features.prepare import prepare_features
+    from spark_clustering.features.spec import load_spec
+    from spark_clustering.jobs.demo import adjusted_rand_index
+
+    spec = load_spec(str(work / "prepare.toml"))
+    raw = spark.read.parquet(str(work / "generated" / "transactions"))
+    prepared = prepare_features(spark, spec, raw)
+    truth = spark.read.parquet(str(work / "generated" / "segments"))
+    km = KMeans(k=5, seed=seed, featuresCol="features", predictionCol="cluster")
+    kmeans_ari, _ = adjusted_rand_index(
+        km.fit(prepared.features).transform(prepared.features), truth, "customer_id", "cluster",
+        "segment",
+    )  # fmt: skip
+    assigned = spark.read.parquet(str(work / "assignments"))
+    clustered_ari, _ = adjusted_rand_index(
+        assigned.where("cluster >= 0"), truth, "customer_id", "cluster", "segment"
+    )
+    return kmeans_ari, clustered_ari
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, default=1_000_000)
@@ -98,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=str(ROOT / "bench" / "data" / "pipeline"))
     p.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
     p.add_argument("--markdown", action="store_true", help="print rows for bench/RESULTS.md")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also KMeans k=5 on the same features and our ARI without noise rows (for scale)",
+    )
     args = p.parse_args(argv)
     if args.customers < 1:
         p.error(f"--customers={args.customers}; accepted: >= 1")
@@ -133,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             echo=lambda line: print(line, flush=True),
         )
     load_after = os.getloadavg()
+    reference = kmeans_reference(spark, work, args.seed) if args.reference else None
     spark.stop()
 
     seg = result.segment.summary
@@ -150,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(driver heap {args.driver_memory}), load average {load_before[0]:.1f} before and "
         f"{load_after[0]:.1f} after"
     )
+    if reference is not None:
+        outcome += (
+            f"; reference on the same prepared features: MLlib KMeans k=5 ARI {reference[0]:.3f}, "
+            f"our clusters without the noise rows ARI {reference[1]:.3f}"
+        )
     print(outcome)
     if args.markdown:
         print()
