@@ -111,7 +111,7 @@ def test_saved_preparation_reapplied_gives_the_same_features(spark, generated, p
     )  # fmt: skip
 
 
-def test_failed_run_leaves_previous_output_intact(generated, prepared, monkeypatch):
+def test_failed_run_leaves_previous_output_intact(generated, prepared, monkeypatch, capsys):
     before = _listing(prepared)
     original = PreparedFeatures.save
 
@@ -120,9 +120,10 @@ def test_failed_run_leaves_previous_output_intact(generated, prepared, monkeypat
         raise RuntimeError("disk full")  # ...then the run dies
 
     monkeypatch.setattr(PreparedFeatures, "save", save_then_fail)
-    with pytest.raises(RuntimeError, match="disk full"):
-        main(["--config", EXAMPLE, "--input", str(generated / "transactions"),
-              "--output", str(prepared), "--gpu", "off"])  # fmt: skip
+    rc = main(["--config", EXAMPLE, "--input", str(generated / "transactions"),
+               "--output", str(prepared), "--gpu", "off"])  # fmt: skip
+    assert rc == 1
+    assert "error: prepare failed (RuntimeError: disk full)" in capsys.readouterr().err
     assert _listing(prepared) == before
     assert [p.name for p in prepared.parent.iterdir() if p.name.startswith(".prepared")] == []
 

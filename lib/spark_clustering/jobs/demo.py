@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .entry import guarded, job_main
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from pyspark.sql import DataFrame, SparkSession
@@ -307,29 +309,13 @@ def run(args: argparse.Namespace) -> int:
     from spark_clustering.session import get_spark
 
     spark = get_spark("spark-clustering-demo", master=args.master)
-    try:
-        run_demo(spark, args.customers, args.output, seed=args.seed)
-    except ValueError as exc:
-        log.error("demo failed: %s", exc)
-        print(f"error: demo: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        log.exception("demo failed")
-        print(f"error: demo failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 1
-    return 0
+    _, code = guarded("demo", lambda: run_demo(spark, args.customers, args.output, seed=args.seed))
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry: ``python -m spark_clustering.jobs.demo [--customers N] ...``."""
-    p = argparse.ArgumentParser(prog="spark-clustering demo", description=__doc__)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return run(args)
+    return job_main("spark-clustering demo", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .entry import guarded, job_main
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
@@ -146,32 +148,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --conf {item!r}; accepted: KEY=VALUE", file=sys.stderr)
             return 2
         conf[key] = value
-    try:
-        run_prepare(
+    _, code = guarded(
+        "prepare",
+        lambda: run_prepare(
             args.config,
             input_path=args.input,
             output_path=args.output,
             master=args.master,
             gpu=args.gpu,
             conf=conf,
-        )
-    except ValueError as exc:
-        log.error("prepare failed, no output written: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        ),
+        ", no output written",
+    )
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spark_jobs/prepare_features.py`` and ``python -m``; returns exit code."""
-    p = argparse.ArgumentParser(prog="prepare_features", description=__doc__)
-    _arguments(p)
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return run(args)
+    return job_main("prepare_features", __doc__, _arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .entry import guarded, job_main
 from .pipeline import Stages
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,31 +168,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from spark_clustering.session import get_spark
 
-    try:
+    def score() -> dict[str, Any]:
         spark = get_spark("spark-clustering-score", master=args.master, gpu=args.gpu)
-        summary = run_score(spark, args.model, args.input, args.output, run_date=args.run_date)
-    except ValueError as exc:
-        log.error("score failed, previous outputs kept: %s", exc)
-        print(f"error: score: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        log.exception("score failed, previous outputs kept")
-        print(f"error: score failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return 1
+        return run_score(spark, args.model, args.input, args.output, run_date=args.run_date)
+
+    summary, code = guarded("score", score, ", previous outputs kept")
+    if summary is None:
+        return code
     print(f"score: {summary['customers']} customers written to {summary['output']}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spark_jobs/score_customers.py``; returns the exit code."""
-    p = argparse.ArgumentParser(prog="score_customers", description=__doc__)
-    _arguments(p)
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return run(args)
+    return job_main("score_customers", __doc__, _arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .entry import guarded, job_main
 from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
 from .segment_config import SegmentConfig, load_config
 
@@ -170,8 +171,9 @@ def cluster_profiles(
 
 
 def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: str) -> str:
-    """A 2-D scatter of up to ``n`` sampled rows coloured by cluster (first two principal axes
-    of the sample when the column has more than two dimensions)."""
+    """A scatter of up to ``n`` sampled rows coloured by cluster: in 2-D, and beside it in 3-D
+    when the column has three dimensions or more (the first principal axes of the sample when
+    it has more than the plot shows)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -187,24 +189,27 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     )
     x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
     labels = np.array([r["cluster"] for r in rows], dtype=int)
-    axes = "dimensions 1 and 2"
-    if x.shape[1] > 2:
+    d = x.shape[1]
+    if d == 1:
+        x = np.column_stack([x[:, 0], np.zeros(len(x))])
+    elif d > 3 and len(x) > 1:
         centred = x - x.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        x = centred @ vt[:2].T
-        axes = "first two principal axes of the sample"
-    elif x.shape[1] == 1:
-        x = np.column_stack([x[:, 0], np.zeros(len(x))])
-    fig = Figure(figsize=(7, 5.5), dpi=100)
+        x = centred @ vt[:3].T
+    axes = "first principal axes of the sample" if d > 3 else "dimensions 1, 2 (and 3)"
+    panels = 2 if x.shape[1] >= 3 else 1
+    fig = Figure(figsize=(7 * panels, 5.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
     noise = labels == -1
-    if noise.any():
-        ax.scatter(x[noise, 0], x[noise, 1], s=4, c="lightgrey", label="noise")
-    sc = ax.scatter(x[~noise, 0], x[~noise, 1], s=4, c=labels[~noise], cmap="tab20")
-    if not noise.all():
-        fig.colorbar(sc, ax=ax, label="cluster")
-    ax.set_title(f"{len(rows)} sampled customers ({col}, {axes})")
+    for k in range(panels):
+        ax = fig.add_subplot(1, panels, k + 1, **({"projection": "3d"} if k else {}))
+        dims = [x[:, j] for j in range(3 if k else 2)]
+        if noise.any():
+            ax.scatter(*[v[noise] for v in dims], s=4, c="lightgrey", label="noise")
+        sc = ax.scatter(*[v[~noise] for v in dims], s=4, c=labels[~noise], cmap="tab20")
+        if k == panels - 1 and not noise.all():
+            fig.colorbar(sc, ax=ax, label="cluster", shrink=0.8)
+    fig.suptitle(f"{len(rows)} sampled customers ({col}, {axes})")
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -591,16 +596,8 @@ def run_job(
     from spark_clustering.session import get_spark
 
     spark = get_spark(f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu)
-    try:
-        return config, runner(spark, config), 0
-    except ValueError as exc:
-        log.error("%s failed%s: %s", job, failed_note, exc)
-        print(f"error: {job}: {exc}", file=sys.stderr)
-        return config, None, 2
-    except Exception as exc:
-        log.exception("%s failed%s", job, failed_note)
-        print(f"error: {job} failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return config, None, 1
+    result, code = guarded(job, lambda: runner(spark, config), failed_note)
+    return config, result, code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -615,14 +612,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spark_jobs/segment_customers.py``; returns the exit code."""
-    p = argparse.ArgumentParser(prog="segment_customers", description=__doc__)
-    _arguments(p)
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return run(args)
+    return job_main("segment_customers", __doc__, _arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

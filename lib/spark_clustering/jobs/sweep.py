@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from . import segment
+from .entry import job_main
 from .pipeline import Stages
 from .sweep_config import SweepConfig, TrialSpec, load_sweep_config
 
@@ -549,14 +550,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``spark_jobs/sweep.py``; returns the exit code."""
-    p = argparse.ArgumentParser(prog="sweep", description=__doc__)
-    _arguments(p)
-    args = p.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    return run(args)
+    return job_main("sweep", __doc__, _arguments, run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

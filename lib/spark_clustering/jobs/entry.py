@@ -1,0 +1,49 @@
+"""What every job's command line shares: the ``main(argv)`` of its spark-submit entry point and
+the mapping of failures to exit codes (0 done, 2 bad config or bad input, 1 any other failure),
+with the error on stderr and in the log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+log = logging.getLogger("spark_clustering.jobs")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def job_main(
+    prog: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], Any],
+    run: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv`` with the job's arguments, log at INFO unless logging is set up, run."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return run(args)
+
+
+def guarded(job: str, action: Callable[[], T], kept: str = "") -> tuple[T | None, int]:
+    """``(action(), 0)``; on ``ValueError`` (bad input) ``(None, 2)``, on any other exception
+    ``(None, 1)``, the error logged and printed as ``error: <job>...``. ``kept`` says what a
+    failure leaves, e.g. ``", previous outputs kept"``."""
+    try:
+        return action(), 0
+    except ValueError as exc:
+        log.error("%s failed%s: %s", job, kept, exc)
+        print(f"error: {job}: {exc}", file=sys.stderr)
+        return None, 2
+    except Exception as exc:
+        log.exception("%s failed%s", job, kept)
+        print(f"error: {job} failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None, 1
