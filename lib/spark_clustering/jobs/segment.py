@@ -202,7 +202,8 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     FigureCanvasAgg(fig)
     noise = labels == -1
     for k in range(panels):
-        ax = fig.add_subplot(1, panels, k + 1, **({"projection": "3d"} if k else {}))
+        # Any: a 3-D Axes' scatter takes a third coordinate, which Axes' stubs do not know
+        ax: Any = fig.add_subplot(1, panels, k + 1, **({"projection": "3d"} if k else {}))
         dims = [x[:, j] for j in range(3 if k else 2)]
         if noise.any():
             ax.scatter(*[v[noise] for v in dims], s=4, c="lightgrey", label="noise")
