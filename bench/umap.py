@@ -82,15 +82,21 @@ def part_a(n_new: int, sample: int, seed: int, trust_rows: int, timing_only: boo
     df = _frame(spark, new_x).cache()
     df.count()
 
-    # warm-up on a few rows: numba compiles (or loads its cache) once per Python worker
-    model.transform(df.limit(200)).write.format("noop").mode("overwrite").save()
-    # timed: the transform of every row, written to Spark's noop sink (what a job pays); the
-    # embedding is then collected for the quality figures, untimed (the transform is
-    # deterministic: a second run gives the same coordinates)
-    t0 = time.perf_counter()
-    model.transform(df).write.format("noop").mode("overwrite").save()
-    t_ours = time.perf_counter() - t0
-    print(f"ours (Spark local[2], transformEpochs=30): transform {n_new} rows: {t_ours:.1f} s")
+    # timed: the transform of every row, written to Spark's noop sink (what a job pays), twice:
+    # cold (each Python worker loads numba's cache, the broadcast model and its k-NN
+    # preparation once) and warm (what every later batch pays; umap-learn's own numba code is
+    # compiled by its fit before its transform is timed). The embedding is then collected for
+    # the quality figures, untimed (the transform is deterministic: the same coordinates).
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model.transform(df).write.format("noop").mode("overwrite").save()
+        times.append(time.perf_counter() - t0)
+    t_cold, t_ours = times
+    print(
+        f"ours (Spark local[2], transformEpochs=30): transform {n_new} rows: "
+        f"{t_ours:.1f} s warm, {t_cold:.1f} s cold (first use in each Python worker)"
+    )
     if timing_only:
         return
     out = model.transform(df).select("id", "umap_features")
@@ -109,7 +115,10 @@ def part_a(n_new: int, sample: int, seed: int, trust_rows: int, timing_only: boo
         f"trustworthiness on {len(pick)} new rows: ours {t_o:.4f}, umap-learn {t_r:.4f}, "
         f"difference {t_o - t_r:+.4f}"
     )
-    print(f"RATIO transform speed-up (umap-learn / ours): {t_ref / t_ours:.1f}x")
+    print(
+        f"RATIO transform speed-up (umap-learn / ours): {t_ref / t_ours:.1f}x warm, "
+        f"{t_ref / t_cold:.1f}x cold"
+    )
 
 
 def part_b(n: int, sample: int, seed: int) -> None:
