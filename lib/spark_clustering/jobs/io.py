@@ -72,6 +72,11 @@ class _HadoopFS:
     def put(self, local: str, dst: str) -> None:
         self._fs.copyFromLocalFile(False, True, self._p(local), self._p(dst))
 
+    def list(self, path: str) -> list[str]:
+        if not self.exists(path):
+            return []
+        return [str(status.getPath().getName()) for status in self._fs.listStatus(self._p(path))]
+
 
 def path_exists(spark: SparkSession | None, path: str) -> bool:
     """Whether ``path`` exists, locally or on its Hadoop file system."""
@@ -80,6 +85,17 @@ def path_exists(spark: SparkSession | None, path: str) -> bool:
     if spark is None:
         raise ValueError(f"checking the non-local path {path!r} needs a SparkSession")
     return _HadoopFS(spark, path).exists(path)
+
+
+def list_dir(spark: SparkSession | None, path: str) -> list[str]:
+    """Names of the entries of directory ``path`` (local, or on its Hadoop file system: S3,
+    HDFS), sorted; empty when it does not exist."""
+    if is_local(path):
+        folder = local_path(path)
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    if spark is None:
+        raise ValueError(f"listing the non-local path {path!r} needs a SparkSession")
+    return sorted(_HadoopFS(spark, path).list(path))
 
 
 def put_local_dir(spark: SparkSession | None, local_dir: str, dest: str) -> None:

@@ -154,22 +154,16 @@ def read_text(spark: SparkSession, path: str) -> str:
 
 def resolve_model_dir(spark: SparkSession, path: str) -> str:
     """The saved pipeline directory ``path`` names: the directory itself, or for a ``segment``
-    output directory (local) its most recent ``models/run_date=...``."""
-    from .io import is_local, local_path, path_exists
+    output directory (local, S3, HDFS) its most recent complete ``models/run_date=...``."""
+    from .io import list_dir, path_exists
 
     root = path.rstrip("/")
     if path_exists(spark, f"{root}/{PIPELINE_FILE}"):
         return root
     models = f"{root}/models"
-    if is_local(models) and os.path.isdir(local_path(models)):
-        dates = sorted(
-            d
-            for d in os.listdir(local_path(models))
-            if d.startswith("run_date=")
-            and os.path.exists(os.path.join(local_path(models), d, PIPELINE_FILE))
-        )
-        if dates:
-            return f"{models}/{dates[-1]}"
+    for name in reversed(list_dir(spark, models)):  # newest run date first
+        if name.startswith("run_date=") and path_exists(spark, f"{models}/{name}/{PIPELINE_FILE}"):
+            return f"{models}/{name}"
     raise ValueError(
         f"{path!r} is not a saved segmentation pipeline: no {PIPELINE_FILE} in it (expected "
         "a segment output directory or one of its models/run_date=YYYY-MM-DD directories)"
