@@ -74,17 +74,23 @@ def knee_eps(x: np.ndarray, k: int = MIN_POINTS, queries: int = 10_000) -> float
 # --------------------------------------------------------------------------- contenders
 
 
-def run_ours(npy: Path, eps: float, out: Path) -> dict:
-    from spark_clustering import DBSCAN
+def _spark_and_points(app: str, npy: Path):
+    """A local[2] session (driver heap from BENCH_DRIVER_MEMORY, default 8g) and the points."""
     from spark_clustering.session import get_spark
 
     spark = get_spark(
-        "bench-dbscan",
+        app,
         master="local[2]",
         conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "8g")},
         gpu="off",
     )
-    df = spark.read.parquet(str(_parquet(npy)))
+    return spark, spark.read.parquet(str(_parquet(npy)))
+
+
+def run_ours(npy: Path, eps: float, out: Path) -> dict:
+    from spark_clustering import DBSCAN
+
+    spark, df = _spark_and_points("bench-dbscan", npy)
     start = time.monotonic()
     model = DBSCAN(eps=eps, minPoints=MIN_POINTS).fit(df)
     fit_s = time.monotonic() - start
@@ -105,15 +111,8 @@ def run_floor(npy: Path, eps: float, out: Path) -> dict:
 
     from spark_clustering.backends.dbscan_spark import route_with_halo
     from spark_clustering.partitioning import build_regions
-    from spark_clustering.session import get_spark
 
-    spark = get_spark(
-        "bench-dbscan-floor",
-        master="local[2]",
-        conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "8g")},
-        gpu="off",
-    )
-    df = spark.read.parquet(str(_parquet(npy)))
+    spark, df = _spark_and_points("bench-dbscan-floor", npy)
     start = time.monotonic()
     xcols = ["x0", "x1", "x2"]
     points = df.select("id", *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)])
