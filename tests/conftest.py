@@ -92,3 +92,15 @@ def gpu(spark) -> None:
     ok, why = executors_have_gpus(spark)
     if not ok:
         pytest.skip(f"needs a GPU: {why}")
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Fail the test if anything asks ``get_spark`` for a session (bad input is rejected
+    before Spark starts)."""
+    import spark_clustering.session as session
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Spark must not start on a bad config")
+
+    monkeypatch.setattr(session, "get_spark", refuse)

@@ -50,6 +50,18 @@ def load_backend(algorithm: str, backend: str) -> Any:
 # --------------------------------------------------------------------------- parameter checks
 
 
+class ProblemsError(ValueError):
+    """A file (config, spec) with problems, all listed at once; ``problems`` holds each one.
+
+    The message is ``header``, a colon, then one ``  - problem`` line each.
+    """
+
+    def __init__(self, problems: list[str], header: str) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{header}:\n{lines}")
+
+
 def check_choice(param: str, value: Any, choices: Iterable[str]) -> None:
     """Raise ``ValueError`` naming ``param`` when ``value`` is not one of ``choices``."""
     choices = tuple(choices)

@@ -155,13 +155,7 @@ def test_failure_mid_run_keeps_the_previous_partition(data, monkeypatch, capsys)
     _no_temporaries(out)
 
 
-def test_bad_config_lists_every_problem_before_spark(tmp_path, capsys, monkeypatch):
-    import spark_clustering.session as session
-
-    def no_spark(*args, **kwargs):
-        raise AssertionError("Spark must not start on a bad config")
-
-    monkeypatch.setattr(session, "get_spark", no_spark)
+def test_bad_config_lists_every_problem_before_spark(tmp_path, capsys, no_spark):
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[input]\npath = "/nonexistent/features"\ncolour = "red"\n'

@@ -105,13 +105,7 @@ def test_config_hash_is_stable_and_ignores_outputs(tmp_path):
     assert parse_sweep_config(data).config_hash(one.trials[0]) != hashes[0]
 
 
-def test_config_errors_are_all_listed_before_spark(tmp_path, monkeypatch, capsys):
-    import spark_clustering.session as session
-
-    def no_spark(*args, **kwargs):
-        raise AssertionError("Spark must not start on a bad config")
-
-    monkeypatch.setattr(session, "get_spark", no_spark)
+def test_config_errors_are_all_listed_before_spark(tmp_path, capsys, no_spark):
     bad = tmp_path / "bad.toml"
     bad.write_text(
         '[input]\npath = "/nonexistent/features"\n'

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..base import ProblemsError
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -49,14 +51,12 @@ ALL_NULL_ACTIONS = ("error", "drop")
 RANGE_ACTIONS = ("error", "drop", "clip", "null")
 
 
-class SpecError(ValueError):
+class SpecError(ProblemsError):
     """A preparation spec with problems; ``problems`` lists each one."""
 
     def __init__(self, problems: list[str], source: str | None = None) -> None:
-        self.problems = list(problems)
         where = f" in {source}" if source else ""
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"the preparation spec{where} has {len(problems)} problem(s):\n{lines}")
+        super().__init__(problems, f"the preparation spec{where} has {len(problems)} problem(s)")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import tomllib
 
+from ..base import ProblemsError
 from .io import is_local, local_path
 
 REDUCERS = ("none", "pca", "umap")
@@ -75,14 +76,12 @@ _TABLES: dict[str, dict[str, tuple[type, ...]]] = {
 _TOP = {"run_date": (str, dt.date)}
 
 
-class ConfigError(ValueError):
+class ConfigError(ProblemsError):
     """A bad ``segment`` config; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[str], source: str | None = None) -> None:
-        self.problems = list(problems)
         where = f" in {source}" if source else ""
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s){where}:\n{lines}")
+        super().__init__(problems, f"{len(problems)} problem(s){where}")
 
 
 @dataclass(frozen=True)
