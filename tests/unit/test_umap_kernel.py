@@ -25,6 +25,48 @@ def test_exact_knn_equals_sklearn_brute_force(metric):
     np.testing.assert_allclose(dist, ref_d, rtol=1e-9, atol=1e-12)
 
 
+def test_exact_knn_is_exact_where_the_index_prunes():
+    # well separated blobs (lists are skipped), far outliers and points between the blobs
+    # (bounds barely hold), a tiny blob smaller than k: every case the pruning must get right
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-50, 50, size=(6, 5))
+    train = np.concatenate(
+        [
+            c + rng.normal(scale=s, size=(m, 5))
+            for c, s, m in zip(
+                centres, [1, 2, 3, 1, 2, 0.5], [900, 700, 500, 300, 200, 4], strict=True
+            )
+        ]
+        + [rng.uniform(-80, 80, size=(60, 5))]
+    )
+    queries = np.concatenate(
+        [
+            centres[rng.integers(0, 6, 300)] + rng.normal(scale=2, size=(300, 5)),
+            (centres[:-1] + centres[1:]) / 2,
+            rng.uniform(-400, 400, size=(20, 5)),
+            train[:10],  # distance 0 to a training row
+        ]
+    )
+    prepared = K.prepare_training(train, "euclidean")
+    assert len(prepared["centres"]) > 10  # many lists: the bounds are exercised
+    idx, dist = K.exact_knn(prepared, queries, 15, "euclidean")
+    ref_d, ref_i = (
+        NearestNeighbors(n_neighbors=15, algorithm="brute").fit(train).kneighbors(queries)
+    )
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-9, atol=1e-9)
+
+
+def test_exact_knn_orders_ties_by_training_index_and_caps_k():
+    train = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    prepared = K.prepare_training(train, "euclidean")
+    idx, dist = K.exact_knn(prepared, np.array([[0.0, 0.0]]), 4, "euclidean")
+    assert idx.tolist() == [[0, 2, 4, 1]]  # three at 0, then the lower index of two at 1
+    np.testing.assert_allclose(dist, [[0.0, 0.0, 0.0, 1.0]])
+    idx, _ = K.exact_knn(prepared, np.array([[5.0, 5.0]]), 9, "euclidean")
+    assert sorted(idx[0].tolist()) == [0, 1, 2, 3, 4]  # k above the training rows: all of them
+
+
 def test_sigmas_match_umap_learn_smooth_knn_dist():
     from umap.umap_ import smooth_knn_dist
 

@@ -37,7 +37,6 @@ from ..features.vectors import (
     coordinate_names,
     feature_type,
     handle_invalid_rows,
-    invalid_expr,
     scan_features,
     with_coordinates,
 )
@@ -397,7 +396,7 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         import pandas as pd
         from pyspark.sql.functions import pandas_udf
-        from pyspark.sql.types import DoubleType, StructField, StructType
+        from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
         check_range("transformEpochs", self.getTransformEpochs(), ge=0)
         check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
@@ -417,10 +416,17 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
             "seed": self.getSeed(),
         }
         names = [f"u{i}" for i in range(n_comp)]
-        schema = StructType([StructField(name, DoubleType()) for name in names])
+        # the embedding, and whether the row's features were all finite (checked in Python,
+        # where the values already are: a JVM higher-order function over every element cost
+        # more than the rest of the expression)
+        schema = StructType(
+            [StructField(name, DoubleType()) for name in names]
+            + [StructField("finite", BooleanType())]
+        )
 
         def embed(columns: pd.DataFrame) -> pd.DataFrame:  # one struct column in
-            from spark_clustering.backends.cpu.umap_kernel import cached_state
+            # only the kernel module is imported here (not this one, which pulls in pyspark.ml)
+            from spark_clustering.backends.cpu.umap_kernel import cached_state, one_blas_thread
             from spark_clustering.base import load_backend as _load
 
             kernel = _load("umap", str(settings["backend"]))
@@ -436,42 +442,43 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
             result = np.full((len(x), n_comp), np.nan)
             ok = np.isfinite(x).all(axis=1)
             if ok.any():
-                with _OneBlasThread():
+                with one_blas_thread():
                     result[ok] = kernel.transform(state, x[ok])
-            return pd.DataFrame(result, columns=names)
+            frame = pd.DataFrame(result, columns=names)
+            frame["finite"] = ok
+            return frame
 
         # pandas is imported here, not at module level: give pandas_udf the real types
         embed.__annotations__ = {"columns": pd.DataFrame, "return": pd.DataFrame}
         embed_udf = pandas_udf(embed, schema)  # type: ignore[call-overload]
 
         mode = self.getHandleInvalid()
-        df = dataset.where(~invalid_expr(as_array(dataset, col))) if mode == "skip" else dataset
         coords = coordinate_names(d, "__umap_x")
-        tmp = with_coordinates(df, col, d, "__umap_x")
+        tmp = with_coordinates(dataset, col, d, "__umap_x")
         arr = as_array(tmp, col)
-        bad = invalid_expr(arr)
         tmp = tmp.withColumn("__umap_raw", embed_udf(F.struct(*coords)))
-        if mode == "error":
-            checked = F.when(
-                bad,
-                F.raise_error(
-                    F.lit(
-                        f"featuresCol={col!r} holds a row with null, NaN or infinite values; "
-                        "set handleInvalid to 'skip' or 'keep'"
-                    )
-                ),
-            )
-        else:  # 'keep' (and rows 'skip' left out already): invalid rows get a null embedding
-            checked = F.when(bad, F.lit(None))
-        checked = checked.when(
-            F.size(arr) != d,
+        if mode == "skip":
+            tmp = tmp.where(arr.isNotNull() & F.col("__umap_raw.finite"))
+        invalid = (
             F.raise_error(
                 F.lit(
-                    f"featuresCol={col!r} must have {d} features, as the data the model was fit on"
+                    f"featuresCol={col!r} holds a row with null, NaN or infinite values; "
+                    "set handleInvalid to 'skip' or 'keep'"
                 )
-            ),
+            )
+            if mode == "error"
+            else F.lit(None)  # 'keep' (and rows 'skip' left out already): a null embedding
         )
-        tmp = tmp.withColumn("__umap_out", checked.otherwise(F.col("__umap_raw")))
+        wrong_size = F.raise_error(
+            F.lit(f"featuresCol={col!r} must have {d} features, as the data the model was fit on")
+        )
+        checked = (
+            F.when(arr.isNull(), invalid)
+            .when(F.size(arr) != d, wrong_size)
+            .when(~F.col("__umap_raw.finite"), invalid)
+            .otherwise(F.col("__umap_raw"))
+        )
+        tmp = tmp.withColumn("__umap_out", checked)
         vec = array_to_vector(F.array(*[F.col("__umap_out")[n] for n in names]))
         result = tmp.withColumn(out, F.when(F.col("__umap_out").isNull(), None).otherwise(vec))
         return result.drop("__umap_out", "__umap_raw", *coords)
@@ -484,22 +491,6 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
     @classmethod
     def read(cls) -> MLReader:
         return _UMAPModelReader(cls)
-
-
-class _OneBlasThread:
-    """Each Spark task is one core: keep BLAS from starting a thread per core inside it."""
-
-    def __enter__(self) -> None:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            self._limit = None
-            return
-        self._limit = threadpool_limits(1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._limit is not None:
-            self._limit.restore_original_limits()
 
 
 class _UMAPModelWriter(MLWriter):

@@ -4,9 +4,10 @@ Fit is umap-learn's (``umap.UMAP.fit_transform`` on the sample). Transform is ou
 each new point as umap-learn's ``UMAP.transform`` does, with the changes that make it fast,
 exact and independent of how Spark splits the rows:
 
-1. the ``nNeighbors`` nearest training points are found by brute force (float32 BLAS
-   products screen ``2 * nNeighbors`` candidates with a numba top-k scan, their distances are
-   recomputed exactly in float64), not by approximate NN-descent;
+1. the ``nNeighbors`` nearest training points are found exactly, not by approximate
+   NN-descent: an inverted-file index whose lists are skipped only where the triangle
+   inequality proves they hold no closer point, read with BLAS products (see "exact k-NN"
+   below), the neighbours kept re-measured in float64;
 2. fuzzy membership weights ``exp(-d / sigma)`` with ``sigma`` from the same binary search as
    umap-learn's ``smooth_knn_dist`` (``local_connectivity`` 0, as its transform uses), the
    lower clamp on ``sigma`` taken from the row's own mean distance (umap-learn uses the mean
@@ -19,15 +20,18 @@ exact and independent of how Spark splits the rows:
    clipped to 4), per point, with a random stream seeded from the seed and the point's own
    coordinates, so a row's embedding does not depend on its partition or batch. Edges keep
    umap-learn's pruning (weight below ``max / n_epochs`` dropped) with ``max`` the largest
-   possible weight, 1.
+   possible weight, 1. The curve's power ``d^(2b)`` is taken in single precision (powf), the
+   rest of the arithmetic in double.
 
 Nothing here imports Spark; umap-learn is imported only inside :meth:`CPUUMAPKernel.fit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +40,6 @@ import numpy as np
 
 SMOOTH_K_TOLERANCE = 1e-5
 MIN_K_DIST_SCALE = 1e-3
-# float32 candidate distances screened at once (~5 MB: the sgemm writes them and the top-k scan
-# reads them while they are still in cache; 32 MB blocks ran 1.7x slower)
-_BLOCK_ELEMENTS = 1_280_000
-_REFINE_ROWS = 2048  # queries refined at once: bounds the (rows, 2k, d) float64 temporaries
 
 #: Spark-facing Param -> umap-learn keyword (the one translation table of this backend).
 UMAP_LEARN_NAMES = {
@@ -74,90 +74,229 @@ def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- exact k-NN
+#
+# An inverted-file index with exact pruning. The training rows are split into about sqrt(n)
+# lists by a few k-means (Lloyd) iterations; each list is stored contiguously as offsets from
+# its centre, with its radius (the largest member-to-centre distance). Queries are taken in
+# groups that share their nearest centre. A group first reads its own list, which gives each
+# query an upper bound tau on its k-th neighbour distance; then the other lists in order of
+# the group's smallest lower bound. By the triangle inequality a list can hold a point closer
+# than tau only if ``d(q, centre) - radius <= tau``: only the queries for which that holds
+# read it, all others skip it unread, and tau tightens as lists are read. A list is read as
+# one BLAS product (queries minus centre) x (members minus centre), which is why the search
+# runs near the machine's arithmetic speed. The k kept are re-measured exactly in float64
+# from differences and ordered by (distance, training index). The k-means only decides how
+# much is skipped, never what is found: the result is the exact k nearest neighbours.
+
+_KMEANS_ITERATIONS = 8
+_KMEANS_MAX_ROWS = 50_000  # rows the list centres are fitted on (all rows are then assigned)
+_ASSIGN_CHUNK = 8192
+# a list is skipped only when its lower bound beats tau by this relative margin: far more than
+# the rounding of the BLAS-form distances, so rounding never drops a neighbour
+_BOUND_SLACK = 1e-7
 
 
-@numba.njit(cache=True, nogil=True)
-def _topk_rows(cand: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - numba
-    """Column indices of the ``k`` smallest values of each row (unordered)."""
-    n, m = cand.shape
-    out = np.empty((n, k), dtype=np.int64)
-    vals = np.empty(k)
-    for i in range(n):
-        # keep the k best in vals/out[i] as a max-heap by linear max search (k is small)
-        for j in range(k):
-            vals[j] = cand[i, j]
-            out[i, j] = j
-        worst = 0
-        for j in range(1, k):
-            if vals[j] > vals[worst]:
-                worst = j
-        for j in range(k, m):
-            v = cand[i, j]
-            if v < vals[worst]:
-                vals[worst] = v
-                out[i, worst] = j
-                worst = 0
-                for t in range(1, k):
-                    if vals[t] > vals[worst]:
-                        worst = t
+def _nearest_centre(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centre (BLAS; used for grouping only, never for pruning)."""
+    out = np.empty(len(x), dtype=np.int64)
+    c2 = (centres**2).sum(axis=1)
+    for start in range(0, len(x), _ASSIGN_CHUNK):
+        block = x[start : start + _ASSIGN_CHUNK]
+        out[start : start + _ASSIGN_CHUNK] = np.argmin(c2[None, :] - 2.0 * block @ centres.T, 1)
     return out
 
 
+def _list_centres(x: np.ndarray, n_lists: int) -> np.ndarray:
+    """k-means centres of ``x`` (deterministic: a fixed seed, a fixed number of iterations)."""
+    rng = np.random.default_rng(0)
+    fit = x if len(x) <= _KMEANS_MAX_ROWS else x[rng.choice(len(x), _KMEANS_MAX_ROWS, False)]
+    centres = fit[rng.choice(len(fit), n_lists, replace=False)].copy()
+    for _ in range(_KMEANS_ITERATIONS):
+        label = _nearest_centre(fit, centres)
+        counts = np.bincount(label, minlength=n_lists)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, label, fit)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres
+
+
 def prepare_training(train: np.ndarray, metric: str) -> dict[str, np.ndarray]:
-    """Arrays the k-NN search needs, computed once per worker (centred for precision)."""
+    """The training rows as an inverted-file index (above), built once per worker."""
     x = np.ascontiguousarray(train, dtype=np.float64)
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1)
         x = x / np.where(norms > 0, norms, 1.0)[:, None]
-        center = np.zeros(x.shape[1])
-    else:
-        center = x.mean(axis=0)
-    xc = x - center
-    xc32 = xc.astype(np.float32)
+    n_lists = max(1, min(len(x), round(math.sqrt(len(x)))))
+    centres = _list_centres(x, n_lists)
+    label = _nearest_centre(x, centres)
+    order = np.argsort(label, kind="stable")
+    offsets = np.searchsorted(label[order], np.arange(n_lists + 1)).astype(np.int64)
+    rel = np.ascontiguousarray(x[order] - centres[label[order]])
+    rel_sq = (rel**2).sum(axis=1)
+    radius = np.zeros(n_lists)
+    np.maximum.at(radius, label[order], np.sqrt(rel_sq))
     return {
         "train": x,
-        "center": center,
-        # -2 x^T, contiguous: one sgemm gives -2 q.x for a block of queries
-        "minus2_t32": np.ascontiguousarray((np.float32(-2.0) * xc32).T),
-        "sqnorm32": (xc32.astype(np.float64) ** 2).sum(axis=1).astype(np.float32),
+        "centres": centres,
+        "radius": radius,
+        "offsets": offsets,
+        "member_ids": order.astype(np.int64),
+        "member_rel": rel,
+        "member_rel_sq": rel_sq,
     }
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _sqdist(a: np.ndarray, b: np.ndarray) -> float:  # pragma: no cover - numba
+    # reassociation lets the sum use SIMD lanes; no flag that assumes finite values (inf is
+    # the empty-slot sentinel below)
+    s = 0.0
+    for t in range(a.shape[0]):
+        diff = a[t] - b[t]
+        s += diff * diff
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer(
+    best_d: np.ndarray, best_i: np.ndarray, worst: np.ndarray, r: int, s: float, idv: int
+) -> float:  # pragma: no cover - numba
+    """Put (s, idv) among row r's k best if it beats the worst held; return the new worst."""
+    w = worst[r]
+    if s < best_d[r, w] or (s == best_d[r, w] and idv < best_i[r, w]):
+        best_d[r, w] = s
+        best_i[r, w] = idv
+        w = 0
+        for t in range(1, best_d.shape[1]):
+            if best_d[r, t] > best_d[r, w] or (
+                best_d[r, t] == best_d[r, w] and best_i[r, t] > best_i[r, w]
+            ):
+                w = t
+        worst[r] = w
+    return best_d[r, w]
+
+
+@numba.njit(cache=True, nogil=True)
+def _ivf_knn(
+    q: np.ndarray,
+    starts: np.ndarray,
+    own: np.ndarray,
+    k: int,
+    centres: np.ndarray,
+    radius: np.ndarray,
+    offsets: np.ndarray,
+    ids: np.ndarray,
+    rel: np.ndarray,
+    rel_sq: np.ndarray,
+    train: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Exact k nearest training rows of the query groups ``q[starts[g]:starts[g + 1]]``.
+
+    Returns (training indices, squared distances from differences), ordered by (distance,
+    index). ``own[g]`` is the list whose centre is nearest to every query of group g.
+    """
+    n, d = q.shape
+    n_lists = centres.shape[0]
+    out_i = np.empty((n, k), dtype=np.int64)
+    out_d = np.empty((n, k))
+    no_id = np.iinfo(np.int64).max
+    for g in range(len(starts) - 1):
+        a = starts[g]
+        m = starts[g + 1] - a
+        group = q[a : a + m]
+        to_centre = np.empty((m, n_lists))
+        low = np.full(n_lists, np.inf)  # the group's smallest lower bound per list
+        for r in range(m):
+            for c in range(n_lists):
+                dc = math.sqrt(_sqdist(group[r], centres[c]))
+                to_centre[r, c] = dc
+                low[c] = min(low[c], dc - radius[c])
+        low[own[g]] = -np.inf  # own list first
+        best_d = np.full((m, k), np.inf)
+        best_i = np.full((m, k), no_id)
+        worst = np.zeros(m, dtype=np.int64)
+        tau = np.full(m, np.inf)
+        rows = np.empty(m, dtype=np.int64)
+        for c in np.argsort(low):
+            lo, hi = offsets[c], offsets[c + 1]
+            if hi == lo:
+                continue
+            n_rows = 0
+            for r in range(m):
+                bound = to_centre[r, c] - radius[c]
+                if bound <= tau[r] * (1.0 + _BOUND_SLACK) + _BOUND_SLACK * to_centre[r, c]:
+                    rows[n_rows] = r
+                    n_rows += 1
+            if n_rows == 0:
+                continue
+            sub = np.empty((n_rows, d))
+            sub_sq = np.empty(n_rows)
+            for j in range(n_rows):
+                s = 0.0
+                for t in range(d):
+                    v = group[rows[j], t] - centres[c, t]
+                    sub[j, t] = v
+                    s += v * v
+                sub_sq[j] = s
+            dots = np.dot(sub, rel[lo:hi].T)
+            for j in range(n_rows):
+                r = rows[j]
+                limit = best_d[r, worst[r]]
+                base = sub_sq[j]
+                for u in range(hi - lo):
+                    s = base + rel_sq[lo + u] - 2.0 * dots[j, u]
+                    if s <= limit:
+                        limit = _offer(best_d, best_i, worst, r, s, ids[lo + u])
+                if limit < np.inf:
+                    tau[r] = math.sqrt(max(limit, 0.0))
+        # the k kept, re-measured from differences and ordered by (distance, index)
+        for r in range(m):
+            for j in range(k):
+                best_d[r, j] = _sqdist(group[r], train[best_i[r, j]])
+            for j in range(k):
+                b = j
+                for u in range(j + 1, k):
+                    if best_d[r, u] < best_d[r, b] or (
+                        best_d[r, u] == best_d[r, b] and best_i[r, u] < best_i[r, b]
+                    ):
+                        b = u
+                best_d[r, j], best_d[r, b] = best_d[r, b], best_d[r, j]
+                best_i[r, j], best_i[r, b] = best_i[r, b], best_i[r, j]
+                out_i[a + r, j] = best_i[r, j]
+                out_d[a + r, j] = best_d[r, j]
+    return out_i, out_d
 
 
 def exact_knn(
     prepared: dict[str, np.ndarray], queries: np.ndarray, k: int, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``k`` nearest training points of each query: (indices, distances), sorted.
-
-    Candidates are screened in float32 (BLAS sgemm, several times faster than float64): the
-    ``2k`` best by ``||x||^2 - 2 q.x`` on centred data; their distances are then recomputed
-    in float64 from differences and the ``k`` nearest kept. The result equals a float64
-    search unless float32 rounding exceeds the gap between a row's k-th and 2k-th neighbour.
-    """
+    """Exact ``k`` nearest training points of each query: (indices, distances), sorted."""
     q = as_queries(queries, metric)
-    xt, sq = prepared["minus2_t32"], prepared["sqnorm32"]
-    n_train = len(sq)
-    m = min(2 * k, n_train)
-    step = max(1, _BLOCK_ELEMENTS // max(1, n_train))
-    idx = np.empty((len(q), m), dtype=np.int64)
-    # one candidate buffer per worker, reused by every block and batch: fresh arrays cost page
-    # faults that took longer than the sgemm itself
-    buf = prepared.get("_candidates")
-    if buf is None or buf.shape != (step, n_train):
-        buf = prepared["_candidates"] = np.empty((step, n_train), dtype=np.float32)
-    qc = (q - prepared["center"]).astype(np.float32)
-    for start in range(0, len(q), step):
-        block = qc[start : start + step]
-        cand = buf[: len(block)]
-        np.matmul(block, xt, out=cand)
-        cand += sq[None, :]  # ||q - x||^2 - ||q||^2
-        idx[start : start + step] = _topk_rows(cand, m)
-    kk = min(k, m)
-    out_idx = np.empty((len(q), kk), dtype=np.int64)
-    out_dist = np.empty((len(q), kk))
-    for start in range(0, len(q), _REFINE_ROWS):
-        part = slice(start, start + _REFINE_ROWS)
-        out_idx[part], out_dist[part] = refine_neighbours(prepared, q[part], idx[part], metric, k)
-    return out_idx, out_dist
+    kk = min(int(k), len(prepared["train"]))
+    nearest = _nearest_centre(q, prepared["centres"])
+    order = np.argsort(nearest, kind="stable")
+    grouped = nearest[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1], True]).astype(np.int64)
+    idx_g, sqd_g = _ivf_knn(
+        np.ascontiguousarray(q[order]),
+        starts,
+        grouped[starts[:-1]],
+        kk,
+        prepared["centres"],
+        prepared["radius"],
+        prepared["offsets"],
+        prepared["member_ids"],
+        prepared["member_rel"],
+        prepared["member_rel_sq"],
+        prepared["train"],
+    )
+    idx = np.empty_like(idx_g)
+    sqd = np.empty_like(sqd_g)
+    idx[order] = idx_g
+    sqd[order] = sqd_g
+    dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)  # 1 - cos = ||u - v||^2 / 2
+    return idx, dist
 
 
 def as_queries(queries: np.ndarray, metric: str) -> np.ndarray:
@@ -169,17 +308,6 @@ def as_queries(queries: np.ndarray, metric: str) -> np.ndarray:
     return q
 
 
-def refine_neighbours(
-    prepared: dict[str, Any], q: np.ndarray, idx: np.ndarray, metric: str, k: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact distances to candidate neighbours (from differences): the ``k`` nearest, sorted."""
-    diff = q[:, None, :] - prepared["train"][idx]
-    sqd = np.einsum("ijk,ijk->ij", diff, diff)
-    dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)  # 1 - cos = ||u - v||^2 / 2
-    order = np.argsort(dist, axis=1, kind="stable")[:, : idx.shape[1] if k is None else k]
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
-
-
 # --------------------------------------------------------------------------- membership
 
 
@@ -187,33 +315,36 @@ def smooth_knn_sigmas(dists: np.ndarray, k: float, n_iter: int = 64) -> np.ndarr
     """Per-row ``sigma`` so that ``sum_{j>=1} exp(-d_j / sigma) = log2(k)`` (rho = 0).
 
     The binary search of umap-learn's ``smooth_knn_dist`` with ``local_connectivity=0`` (the
-    value its transform uses), vectorised over rows.
+    value its transform uses), row by row.
     """
-    target = math.log2(k)
-    n = len(dists)
-    lo = np.zeros(n)
-    hi = np.full(n, np.inf)
-    mid = np.ones(n)
-    done = np.zeros(n, dtype=bool)
-    rest = dists[:, 1:]
-    for _ in range(n_iter):
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            psum = np.where(rest > 0, np.exp(-(rest / mid[:, None])), 1.0).sum(axis=1)
-        done |= np.abs(psum - target) < SMOOTH_K_TOLERANCE
-        if done.all():
-            break
-        active = ~done
-        too_big = active & (psum > target)
-        too_small = active & ~(psum > target)
-        hi = np.where(too_big, mid, hi)
-        lo = np.where(too_small, mid, lo)
-        mid = np.where(
-            too_big,
-            (lo + hi) / 2.0,
-            np.where(too_small, np.where(np.isinf(hi), mid * 2.0, (lo + hi) / 2.0), mid),
-        )
-    floor = MIN_K_DIST_SCALE * dists.mean(axis=1)
-    return np.maximum(mid, floor)
+    return _smooth_knn_sigmas(np.ascontiguousarray(dists, dtype=np.float64), math.log2(k), n_iter)
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_knn_sigmas(
+    dists: np.ndarray, target: float, n_iter: int
+) -> np.ndarray:  # pragma: no cover
+    n, k = dists.shape
+    out = np.empty(n)
+    for i in range(n):
+        lo, hi, mid = 0.0, np.inf, 1.0
+        for _ in range(n_iter):
+            psum = 0.0
+            for j in range(1, k):
+                psum += math.exp(-(dists[i, j] / mid)) if dists[i, j] > 0 else 1.0
+            if abs(psum - target) < SMOOTH_K_TOLERANCE:
+                break
+            if psum > target:
+                hi = mid
+                mid = (lo + hi) / 2.0
+            else:
+                lo = mid
+                mid = mid * 2.0 if hi == np.inf else (lo + hi) / 2.0
+        mean = 0.0
+        for j in range(k):
+            mean += dists[i, j]
+        out[i] = max(mid, MIN_K_DIST_SCALE * mean / k)
+    return out
 
 
 def membership_weights(dists: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
@@ -232,10 +363,26 @@ def point_seeds(points: np.ndarray, seed: int) -> np.ndarray:
     # + 0.0 turns -0.0 into 0.0: a sparse vector drops the sign of its zeros
     data = np.ascontiguousarray(points, dtype=np.float64) + 0.0
     salt = hashlib.blake2b(str(int(seed)).encode(), digest_size=8).digest()
-    out = np.empty(len(data), dtype=np.uint64)
-    for i in range(len(data)):
-        h = hashlib.blake2b(data[i].tobytes(), digest_size=8, key=salt).digest()
-        out[i] = np.frombuffer(h, dtype=np.uint64)[0]
+    return _hash_rows(data.view(np.uint64), np.frombuffer(salt, dtype=np.uint64)[0])
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix(z: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    # splitmix64's finaliser: every input bit reaches every output bit
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_rows(words: np.ndarray, salt: np.uint64) -> np.ndarray:  # pragma: no cover - numba
+    n, m = words.shape
+    out = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        h = salt
+        for j in range(m):
+            h = _mix((h ^ words[i, j]) + np.uint64(0x9E3779B97F4A7C15))
+        out[i] = _mix(h ^ np.uint64(m))
     return out
 
 
@@ -243,10 +390,7 @@ def point_seeds(points: np.ndarray, seed: int) -> np.ndarray:
 def _next(state: np.ndarray) -> np.uint64:  # pragma: no cover - numba
     # splitmix64: small, fast, good enough for picking negative samples
     state[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = state[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    return _mix(state[0])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -256,6 +400,13 @@ def _clip(v: float) -> float:  # pragma: no cover - numba
     if v < -4.0:
         return -4.0
     return v
+
+
+@numba.njit(cache=True, nogil=True)
+def _pow32(x: float, b: np.float32) -> float:  # pragma: no cover - numba
+    # single-precision pow: the gradient coefficients need far less than float64's precision
+    # (umap-learn keeps its embedding in float32) and powf is most of an epoch's cost
+    return float(np.float32(x) ** b)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -275,6 +426,7 @@ def optimize_points(
 ) -> np.ndarray:  # pragma: no cover - numba
     """umap-learn's transform epochs (``move_other=False``), one point at a time."""
     out = start.copy()
+    b32 = np.float32(b)
     n, k = idx.shape
     dim = out.shape[1]
     n_tail = tail.shape[0]
@@ -308,7 +460,8 @@ def optimize_points(
                     diff = current[d] - other[d]
                     dist2 += diff * diff
                 if dist2 > 0.0:
-                    coeff = -2.0 * a * b * dist2 ** (b - 1.0) / (a * dist2**b + 1.0)
+                    pw = _pow32(dist2, b32)  # one pow: dist2 ** (b - 1) is pw / dist2
+                    coeff = -2.0 * a * b * (pw / dist2) / (a * pw + 1.0)
                 else:
                     coeff = 0.0
                 for d in range(dim):
@@ -322,7 +475,8 @@ def optimize_points(
                         diff = current[d] - other[d]
                         dist2 += diff * diff
                     if dist2 > 0.0:
-                        coeff = 2.0 * gamma * b / ((0.001 + dist2) * (a * dist2**b + 1.0))
+                        pw = _pow32(dist2, b32)
+                        coeff = 2.0 * gamma * b / ((0.001 + dist2) * (a * pw + 1.0))
                         for d in range(dim):
                             current[d] += _clip(coeff * (current[d] - other[d])) * alpha
                 next_neg[e] += n_neg * eps_neg[e]
@@ -363,6 +517,18 @@ def transform_points(
         0.25,
         5.0,
     )
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Each Spark task is one core: keep BLAS from starting a thread per core inside it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(1):
+        yield
 
 
 #: Per Python worker: fitted models already prepared, keyed by model uid and broadcast token.

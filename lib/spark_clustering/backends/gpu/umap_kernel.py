@@ -22,7 +22,6 @@ from ..cpu.umap_kernel import (
     FitResult,
     as_queries,
     find_ab_params,
-    refine_neighbours,
     transform_points,
 )
 
@@ -35,6 +34,17 @@ CUML_NAMES = {
     "seed": "random_state",
 }
 _QUERY_BLOCK = 4096
+
+
+def refine_neighbours(
+    prepared: dict[str, Any], q: np.ndarray, idx: np.ndarray, metric: str, k: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances to candidate neighbours (from differences): the ``k`` nearest, sorted."""
+    diff = q[:, None, :] - prepared["train"][idx]
+    sqd = np.einsum("ijk,ijk->ij", diff, diff)
+    dist = 0.5 * sqd if metric == "cosine" else np.sqrt(sqd)  # 1 - cos = ||u - v||^2 / 2
+    order = np.lexsort((idx, dist), axis=1)[:, : idx.shape[1] if k is None else k]  # ties: index
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
 
 def cupy_knn(
