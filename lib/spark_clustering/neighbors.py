@@ -5,12 +5,14 @@ itself counted** (as scikit-learn's ``min_samples`` and our DBSCAN's ``minPoints
 with ``eps`` at least a point's k-distance, that point is a core point for ``minPoints = k``.
 So ``k = 1`` gives 0 for every point; use ``k = minPoints``.
 
-How: a bounded sample of query points (``sampleSize`` rows, the only data brought to the
-driver) is broadcast; each partition builds a ``scipy.spatial.cKDTree`` over its own rows and
-returns, for every query, its ``k`` smallest distances; the per-partition answers are merged
-with a tree reduce (only ``sampleSize x k`` numbers move). The result is the exact k-distance of
-each sampled query against the whole dataset. When the data has at most ``sampleSize`` rows,
-every row is a query and the curve is the exact full curve.
+How, in two passes over Arrow batches: the first counts and checks the rows and draws a
+bounded sample of query points (``sampleSize`` rows with the smallest ``rand(seed)`` keys, the
+only data brought to the driver); the queries are broadcast, each partition builds a
+``scipy.spatial.cKDTree`` over its own rows and returns, for every query, its ``k`` smallest
+distances, and the per-partition answers are merged (only ``sampleSize x k`` numbers per
+partition move). The result is the exact k-distance of each sampled query against the whole
+dataset. When the data has at most ``sampleSize`` valid rows, every row is a query and the
+curve is the exact full curve.
 
 The knee is found by Kneedle (Satopaa et al., 2011, offline form): the sorted curve is resampled
 at ``grid`` evenly spaced quantiles from 0 to ``trim`` (default the 99th percentile), both axes
@@ -24,21 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pyspark.sql import functions as F
 
 from .base import check_choice, check_range
 from .features.vectors import (
-    coordinate_names,
+    FeatureStats,
+    as_array,
+    feature_stats,
+    feature_type,
     handle_invalid_rows,
-    scan_features,
-    with_coordinates,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
+    import pyarrow as pa
     from pyspark.sql import DataFrame
 
 __all__ = ["KDistanceGraph", "k_distances", "kneedle", "suggest_eps"]
@@ -159,6 +162,95 @@ def _merge_topk(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sort(np.partition(both, k - 1, axis=1)[:, :k], axis=1)
 
 
+#: per-partition k-distance blocks are merged on the driver up to this many bytes in all (one
+#: job), by a tree reduce past it (driver memory stays bounded)
+_COLLECT_MERGE_BYTES = 256 * 1024 * 1024
+
+
+def _rows_of(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow list column as (its non-null rows as a float matrix, which rows are non-null).
+
+    Null elements become NaN. The rows must all have one length (the callers check it first).
+    """
+    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+    present = ~np.isnan(lengths.astype(np.float64))
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    d = int(lengths[present][0]) if present.any() else 0
+    return values.reshape(-1, d) if d else np.empty((int(present.sum()), 0)), present
+
+
+def _scan_and_sample(
+    df: DataFrame, col: str, sample_size: int, seed: int
+) -> tuple[FeatureStats, np.ndarray, DataFrame]:
+    """One pass: :func:`scan_features`' figures and the sampled query rows.
+
+    The queries are the ``sample_size`` valid rows with the smallest ``rand(seed)`` keys (what
+    ``orderBy(rand(seed)).limit`` draws), every valid row when there are fewer. Each partition
+    counts its rows and keeps its own smallest keys, on the Arrow batches; the driver merges
+    the partitions' few rows. Returns the figures, the queries and the features as
+    ``array<double>`` (the DataFrame to search).
+    """
+    import pyarrow as pa
+
+    flat = df.select(as_array(df, col).alias("__arr"))
+    keyed = flat.select("__arr", F.rand(seed).alias("__key"))
+
+    def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        n = bad = 0
+        dmin, dmax = -1, -1
+        keys, rows = np.empty(0), np.empty((0, 0))
+        for batch in batches:
+            column = batch.column(0)
+            lengths = column.value_lengths().to_numpy(zero_copy_only=False).astype(np.float64)
+            present = ~np.isnan(lengths)
+            n += len(batch)
+            if not present.any():
+                bad += len(batch)
+                continue
+            lo, hi = int(lengths[present].min()), int(lengths[present].max())
+            dmin = lo if dmin < 0 else min(dmin, lo)
+            dmax = max(dmax, hi)
+            if dmin != dmax or dmin == 0:
+                continue  # the driver raises: no sample is needed
+            x, _ = _rows_of(column)
+            finite = np.isfinite(x).all(axis=1)
+            bad += len(batch) - int(finite.sum())
+            key = batch.column(1).to_numpy(zero_copy_only=False)[present][finite]
+            keys = np.concatenate([keys, key])
+            rows = np.concatenate([rows.reshape(-1, x.shape[1]), x[finite]])
+            if len(keys) > sample_size:
+                keep = np.argpartition(keys, sample_size - 1)[:sample_size]
+                keys, rows = keys[keep], rows[keep]
+        yield pa.RecordBatch.from_pydict(
+            {
+                "n": [n],
+                "bad": [bad],
+                "dmin": [dmin],
+                "dmax": [dmax],
+                "keys": [np.ascontiguousarray(keys).tobytes()],
+                "rows": [np.ascontiguousarray(rows).tobytes()],
+            }
+        )
+
+    schema = "n long, bad long, dmin long, dmax long, keys binary, rows binary"
+    parts = keyed.mapInArrow(scan, schema).collect()  # type: ignore[arg-type]
+    seen = [p for p in parts if p["dmin"] >= 0]
+    stats = feature_stats(
+        col,
+        sum(int(p["n"]) for p in parts),
+        min((int(p["dmin"]) for p in seen), default=None),
+        max((int(p["dmax"]) for p in seen), default=None),
+        sum(int(p["bad"]) for p in parts),
+    )
+    d = stats.dimension or 0
+    keys = np.concatenate([np.frombuffer(p["keys"], dtype=np.float64) for p in parts])
+    rows = np.concatenate(
+        [np.frombuffer(p["rows"], dtype=np.float64).reshape(-1, max(d, 1)) for p in parts]
+    )
+    order = np.argsort(keys, kind="stable")[:sample_size]
+    return stats, rows[order], flat
+
+
 def _query_k_distances(
     df: DataFrame,
     k: int,
@@ -169,45 +261,48 @@ def _query_k_distances(
     handleInvalid: str,
 ) -> tuple[np.ndarray, int, bool]:
     """Exact k-distances (itself counted) of sampled rows against every row; sorted."""
-    import pandas as pd
+    import pyarrow as pa
 
     _check(k, sampleSize, maxSampleSize, handleInvalid)
-    stats = scan_features(df, featuresCol)
-    df = handle_invalid_rows(df, featuresCol, stats, handleInvalid)
-    n = stats.n_rows - (stats.n_invalid if handleInvalid == "skip" else 0)
+    feature_type(df, featuresCol)
+    stats, queries, flat = _scan_and_sample(df, featuresCol, sampleSize, seed)
+    handle_invalid_rows(df, featuresCol, stats, handleInvalid)  # raises on 'error'
+    n = stats.n_rows - stats.n_invalid
     if n == 0:
         raise ValueError(f"featuresCol={featuresCol!r}: the DataFrame has no valid rows")
     if k > n:
         raise ValueError(f"k={k} is larger than the number of rows ({n}); accepted: 1 <= k <= n")
-    assert stats.dimension is not None
-    coords = coordinate_names(stats.dimension)
-    flat = with_coordinates(df.select(featuresCol), featuresCol, stats.dimension).select(*coords)
     exact = n <= sampleSize
-    queries_df = flat if exact else flat.orderBy(F.rand(seed)).limit(sampleSize)
-    queries = cast("pd.DataFrame", queries_df.toPandas()).to_numpy(dtype=np.float64)
     m = len(queries)
     sc = df.sparkSession.sparkContext
     bc = sc.broadcast(queries)
 
-    def per_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from scipy.spatial import cKDTree
 
-        parts = [b[coords].to_numpy(dtype=np.float64) for b in batches]
+        parts = [_rows_of(b.column(0))[0] for b in batches]
         parts = [p for p in parts if len(p)]
         if not parts:
             return
         points = np.concatenate(parts)
+        points = points[np.isfinite(points).all(axis=1)]  # 'skip': invalid rows are not searched
+        if not len(points):
+            return
         kk = min(k, len(points))
         dist, _ = cKDTree(points).query(bc.value, k=kk)
         dist = np.asarray(dist, dtype=np.float64).reshape(len(bc.value), kk)
         if kk < k:  # a small partition: its missing neighbours are "infinitely far"
             dist = np.hstack([dist, np.full((len(dist), k - kk), np.inf)])
-        yield pd.DataFrame({"d": [np.ascontiguousarray(dist).tobytes()]})
+        yield pa.RecordBatch.from_pydict({"d": [np.ascontiguousarray(dist).tobytes()]})
 
-    parts = flat.mapInPandas(per_partition, "d binary").rdd.map(  # type: ignore[arg-type]
-        lambda row: np.frombuffer(row[0], dtype=np.float64).reshape(m, k)
-    )
-    merged = parts.treeReduce(_merge_topk)
+    blocks = flat.mapInArrow(per_partition, "d binary")  # type: ignore[arg-type]
+    if flat.rdd.getNumPartitions() * m * k * 8 <= _COLLECT_MERGE_BYTES:
+        found = [np.frombuffer(r[0], dtype=np.float64).reshape(m, k) for r in blocks.collect()]
+        merged = np.sort(np.partition(np.concatenate(found, axis=1), k - 1, axis=1)[:, :k], 1)
+    else:
+        merged = blocks.rdd.map(
+            lambda row: np.frombuffer(row[0], dtype=np.float64).reshape(m, k)
+        ).treeReduce(_merge_topk)
     bc.unpersist()
     return np.sort(merged[:, k - 1]), n, exact
 

@@ -67,22 +67,34 @@ def scan_features(df: DataFrame, col: str) -> FeatureStats:
     Raises ``ValueError`` (before any clustering work) when rows have different dimensions.
     """
     arr = as_array(df, col)
+    # size(null) is -1 unless ANSI mode is on: a null row is invalid, not a dimension
+    size = F.when(F.col("__x").isNotNull(), F.size("__x"))
     row = (
         df.select(arr.alias("__x"))
         .agg(
             F.count(F.lit(1)).alias("n"),
-            F.min(F.size("__x")).alias("dmin"),
-            F.max(F.size("__x")).alias("dmax"),
+            F.min(size).alias("dmin"),
+            F.max(size).alias("dmax"),
             F.sum(invalid_expr(F.col("__x")).cast("long")).alias("bad"),
         )
         .first()
     )
-    if row is None or int(row["n"]) == 0:  # an aggregate always yields one row; None is defensive
+    if row is None:  # an aggregate always yields one row; None is defensive
         return FeatureStats(0, None, 0)
-    n = int(row["n"])
-    dmin, dmax = row["dmin"], row["dmax"]
+    return feature_stats(col, int(row["n"]), row["dmin"], row["dmax"], int(row["bad"] or 0))
+
+
+def feature_stats(
+    col: str, n: int, dmin: int | None, dmax: int | None, n_invalid: int
+) -> FeatureStats:
+    """The figures of a scan (rows, smallest and largest non-null dimension, invalid rows).
+
+    Raises ``ValueError`` naming the column when the dimensions differ or are 0.
+    """
+    if n == 0:
+        return FeatureStats(0, None, 0)
     if dmin is None:  # every row null
-        return FeatureStats(n, None, int(row["bad"] or 0))
+        return FeatureStats(n, None, n_invalid)
     if dmin != dmax:
         raise ValueError(
             f"featuresCol={col!r} holds rows of different dimensions (from {dmin} to {dmax}); "
@@ -90,7 +102,7 @@ def scan_features(df: DataFrame, col: str) -> FeatureStats:
         )
     if dmin == 0:
         raise ValueError(f"featuresCol={col!r} holds empty vectors (dimension 0)")
-    return FeatureStats(n, int(dmin), int(row["bad"] or 0))
+    return FeatureStats(n, int(dmin), n_invalid)
 
 
 def coordinate_names(d: int, prefix: str = "__x") -> list[str]:

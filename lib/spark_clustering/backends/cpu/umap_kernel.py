@@ -130,12 +130,13 @@ def prepare_training(train: np.ndarray, metric: str) -> dict[str, np.ndarray]:
     n_lists = max(1, min(len(x), round(math.sqrt(len(x)))))
     centres = _list_centres(x, n_lists)
     label = _nearest_centre(x, centres)
-    order = np.argsort(label, kind="stable")
+    ring = np.sqrt(((x - centres[label]) ** 2).sum(axis=1))
+    order = np.lexsort((ring, label))  # by list, then by distance to the list's centre
     offsets = np.searchsorted(label[order], np.arange(n_lists + 1)).astype(np.int64)
     rel = np.ascontiguousarray(x[order] - centres[label[order]])
-    rel_sq = (rel**2).sum(axis=1)
+    ring = np.ascontiguousarray(ring[order])
     radius = np.zeros(n_lists)
-    np.maximum.at(radius, label[order], np.sqrt(rel_sq))
+    np.maximum.at(radius, label[order], ring)
     return {
         "train": x,
         "centres": centres,
@@ -143,7 +144,8 @@ def prepare_training(train: np.ndarray, metric: str) -> dict[str, np.ndarray]:
         "offsets": offsets,
         "member_ids": order.astype(np.int64),
         "member_rel": rel,
-        "member_rel_sq": rel_sq,
+        "member_rel_sq": (rel**2).sum(axis=1),
+        "member_ring": ring,
     }
 
 
@@ -189,6 +191,7 @@ def _ivf_knn(
     ids: np.ndarray,
     rel: np.ndarray,
     rel_sq: np.ndarray,
+    ring: np.ndarray,
     train: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Exact k nearest training rows of the query groups ``q[starts[g]:starts[g + 1]]``.
@@ -222,13 +225,24 @@ def _ivf_knn(
             lo, hi = offsets[c], offsets[c + 1]
             if hi == lo:
                 continue
+            # the rows that may find a closer point here, and the ring of members (distance
+            # to the centre within tau of the row's own) any of them can reach
             n_rows = 0
+            inner, outer = np.inf, -np.inf
             for r in range(m):
-                bound = to_centre[r, c] - radius[c]
-                if bound <= tau[r] * (1.0 + _BOUND_SLACK) + _BOUND_SLACK * to_centre[r, c]:
+                reach = tau[r] * (1.0 + _BOUND_SLACK) + _BOUND_SLACK * to_centre[r, c]
+                if to_centre[r, c] - radius[c] <= reach:
                     rows[n_rows] = r
                     n_rows += 1
+                    inner = min(inner, to_centre[r, c] - reach)
+                    outer = max(outer, to_centre[r, c] + reach)
             if n_rows == 0:
+                continue
+            if inner > 0.0:
+                lo += np.searchsorted(ring[lo:hi], inner)
+            if outer < np.inf:
+                hi = lo + np.searchsorted(ring[lo:hi], outer, side="right")
+            if hi <= lo:
                 continue
             sub = np.empty((n_rows, d))
             sub_sq = np.empty(n_rows)
@@ -289,6 +303,7 @@ def exact_knn(
         prepared["member_ids"],
         prepared["member_rel"],
         prepared["member_rel_sq"],
+        prepared["member_ring"],
         prepared["train"],
     )
     idx = np.empty_like(idx_g)
