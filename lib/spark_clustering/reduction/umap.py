@@ -452,13 +452,15 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
         embed.__annotations__ = {"columns": pd.DataFrame, "return": pd.DataFrame}
         embed_udf = pandas_udf(embed, schema)  # type: ignore[call-overload]
 
+        # few DataFrame steps: each one is analysed on the driver, and on a wide plan that cost
+        # more than the embedding of a small batch
         mode = self.getHandleInvalid()
-        coords = coordinate_names(d, "__umap_x")
-        tmp = with_coordinates(dataset, col, d, "__umap_x")
-        arr = as_array(tmp, col)
-        tmp = tmp.withColumn("__umap_raw", embed_udf(F.struct(*coords)))
+        arr = as_array(dataset, col)
+        raw = embed_udf(F.struct(*[arr[i].alias(f"x{i}") for i in range(d)]))
+        tmp = dataset.select("*", arr.alias("__umap_arr"), raw.alias("__umap_raw"))
+        arr, raw = F.col("__umap_arr"), F.col("__umap_raw")
         if mode == "skip":
-            tmp = tmp.where(arr.isNotNull() & F.col("__umap_raw.finite"))
+            tmp = tmp.where(arr.isNotNull() & raw["finite"])
         invalid = (
             F.raise_error(
                 F.lit(
@@ -472,16 +474,13 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
         wrong_size = F.raise_error(
             F.lit(f"featuresCol={col!r} must have {d} features, as the data the model was fit on")
         )
-        checked = (
+        embedded = (
             F.when(arr.isNull(), invalid)
             .when(F.size(arr) != d, wrong_size)
-            .when(~F.col("__umap_raw.finite"), invalid)
-            .otherwise(F.col("__umap_raw"))
+            .when(~raw["finite"], invalid)
+            .otherwise(array_to_vector(F.array(*[raw[n] for n in names])))
         )
-        tmp = tmp.withColumn("__umap_out", checked)
-        vec = array_to_vector(F.array(*[F.col("__umap_out")[n] for n in names]))
-        result = tmp.withColumn(out, F.when(F.col("__umap_out").isNull(), None).otherwise(vec))
-        return result.drop("__umap_out", "__umap_raw", *coords)
+        return tmp.withColumn(out, embedded).drop("__umap_arr", "__umap_raw")
 
     # ----------------------------------------------------------------------- persistence
 
