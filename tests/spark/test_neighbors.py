@@ -62,6 +62,28 @@ def test_sampled_queries_are_exact_against_all_rows(data):
     assert not np.array_equal(got, k_distances(df, 8, sampleSize=400, seed=4))
 
 
+def test_tree_reduce_merge_equals_driver_merge(data, monkeypatch):
+    # past _COLLECT_MERGE_BYTES the per-partition answers are merged by a tree reduce
+    from spark_clustering import neighbors
+
+    _, df = data
+    on_driver = k_distances(df, 8, sampleSize=300, seed=1)
+    monkeypatch.setattr(neighbors, "_COLLECT_MERGE_BYTES", 0)
+    np.testing.assert_array_equal(k_distances(df, 8, sampleSize=300, seed=1), on_driver)
+
+
+def test_sample_is_what_order_by_rand_limit_draws(data):
+    from pyspark.sql import functions as F
+
+    x, df = data
+    got = k_distances(df, 8, sampleSize=200, seed=5)
+    rows = df.orderBy(F.rand(5)).limit(200).collect()
+    drawn = np.array([r["features"].toArray() for r in rows])
+    # the same query rows: their exact k-distances against all rows, sorted
+    dist, _ = NearestNeighbors(n_neighbors=8).fit(x).kneighbors(drawn)
+    np.testing.assert_allclose(got, np.sort(dist[:, -1]), rtol=1e-12)
+
+
 def test_partitions_smaller_than_k(spark):
     x = _points(60, seed=2)
     df = _df(spark, x, partitions=12)  # ~5 rows per partition, k = 9
