@@ -35,9 +35,9 @@ from .base import check_choice, check_range
 from .features.vectors import (
     FeatureStats,
     as_array,
+    check_invalid_rows,
     feature_stats,
     feature_type,
-    handle_invalid_rows,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,16 +167,13 @@ def _merge_topk(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _COLLECT_MERGE_BYTES = 256 * 1024 * 1024
 
 
-def _rows_of(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """An Arrow list column as (its non-null rows as a float matrix, which rows are non-null).
+def _rows_of(column: pa.ListArray, d: int) -> np.ndarray:
+    """The non-null rows of an Arrow list column of length-``d`` lists, as a float matrix.
 
-    Null elements become NaN. The rows must all have one length (the callers check it first).
+    Null elements become NaN; null rows are left out (``flatten`` skips them).
     """
-    lengths = column.value_lengths().to_numpy(zero_copy_only=False)
-    present = ~np.isnan(lengths.astype(np.float64))
     values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    d = int(lengths[present][0]) if present.any() else 0
-    return values.reshape(-1, d) if d else np.empty((int(present.sum()), 0)), present
+    return values.reshape(-1, d)
 
 
 def _scan_and_sample(
@@ -212,7 +209,7 @@ def _scan_and_sample(
             dmax = max(dmax, hi)
             if dmin != dmax or dmin == 0:
                 continue  # the driver raises: no sample is needed
-            x, _ = _rows_of(column)
+            x = _rows_of(column, dmin)
             finite = np.isfinite(x).all(axis=1)
             bad += len(batch) - int(finite.sum())
             key = batch.column(1).to_numpy(zero_copy_only=False)[present][finite]
@@ -266,13 +263,15 @@ def _query_k_distances(
     _check(k, sampleSize, maxSampleSize, handleInvalid)
     feature_type(df, featuresCol)
     stats, queries, flat = _scan_and_sample(df, featuresCol, sampleSize, seed)
-    handle_invalid_rows(df, featuresCol, stats, handleInvalid)  # raises on 'error'
+    check_invalid_rows(featuresCol, stats, handleInvalid)
     n = stats.n_rows - stats.n_invalid
     if n == 0:
         raise ValueError(f"featuresCol={featuresCol!r}: the DataFrame has no valid rows")
     if k > n:
         raise ValueError(f"k={k} is larger than the number of rows ({n}); accepted: 1 <= k <= n")
     exact = n <= sampleSize
+    d = stats.dimension
+    assert d is not None  # n > 0: some row has a dimension
     m = len(queries)
     sc = df.sparkSession.sparkContext
     bc = sc.broadcast(queries)
@@ -280,7 +279,7 @@ def _query_k_distances(
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from scipy.spatial import cKDTree
 
-        parts = [_rows_of(b.column(0))[0] for b in batches]
+        parts = [_rows_of(b.column(0), d) for b in batches]
         parts = [p for p in parts if len(p)]
         if not parts:
             return

@@ -125,12 +125,17 @@ def handle_invalid_rows(
     df: DataFrame, col: str, stats: FeatureStats, handle_invalid: str
 ) -> DataFrame:
     """Apply ``handleInvalid`` for fitting: raise on 'error', drop invalid rows otherwise."""
+    check_invalid_rows(col, stats, handle_invalid)
     if stats.n_invalid == 0:
         return df
-    if handle_invalid == "error":
+    return df.where(~invalid_expr(as_array(df, col)))
+
+
+def check_invalid_rows(col: str, stats: FeatureStats, handle_invalid: str) -> None:
+    """Raise ``ValueError`` naming the count when there are invalid rows and the mode is 'error'."""
+    if stats.n_invalid and handle_invalid == "error":
         raise ValueError(
             f"featuresCol={col!r} has {stats.n_invalid} of {stats.n_rows} rows with null, NaN or "
             "infinite values; clean them or set handleInvalid to 'skip' (drop them) or 'keep' "
             "(label them -1)"
         )
-    return df.where(~invalid_expr(as_array(df, col)))

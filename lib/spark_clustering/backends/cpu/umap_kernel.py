@@ -160,20 +160,24 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> float:  # pragma: no cover - numba
     return s
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _before(d1: float, i1: int, d2: float, i2: int) -> bool:  # pragma: no cover - numba
+    """Whether neighbour (d1, i1) ranks before (d2, i2): nearer, ties by training index."""
+    return d1 < d2 or (d1 == d2 and i1 < i2)
+
+
 @numba.njit(cache=True, nogil=True)
 def _offer(
     best_d: np.ndarray, best_i: np.ndarray, worst: np.ndarray, r: int, s: float, idv: int
 ) -> float:  # pragma: no cover - numba
     """Put (s, idv) among row r's k best if it beats the worst held; return the new worst."""
     w = worst[r]
-    if s < best_d[r, w] or (s == best_d[r, w] and idv < best_i[r, w]):
+    if _before(s, idv, best_d[r, w], best_i[r, w]):
         best_d[r, w] = s
         best_i[r, w] = idv
         w = 0
         for t in range(1, best_d.shape[1]):
-            if best_d[r, t] > best_d[r, w] or (
-                best_d[r, t] == best_d[r, w] and best_i[r, t] > best_i[r, w]
-            ):
+            if _before(best_d[r, w], best_i[r, w], best_d[r, t], best_i[r, t]):
                 w = t
         worst[r] = w
     return best_d[r, w]
@@ -271,9 +275,7 @@ def _ivf_knn(
             for j in range(k):
                 b = j
                 for u in range(j + 1, k):
-                    if best_d[r, u] < best_d[r, b] or (
-                        best_d[r, u] == best_d[r, b] and best_i[r, u] < best_i[r, b]
-                    ):
+                    if _before(best_d[r, u], best_i[r, u], best_d[r, b], best_i[r, b]):
                         b = u
                 best_d[r, j], best_d[r, b] = best_d[r, b], best_d[r, j]
                 best_i[r, j], best_i[r, b] = best_i[r, b], best_i[r, j]
