@@ -385,6 +385,9 @@ def _pass_two(
     bc = flat.sparkSession.sparkContext.broadcast(state)
 
     def partials(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         s = bc.value
         lab, cen = s["labels"], s["centroids"]
         for pdf in batches:

@@ -193,6 +193,9 @@ def _scan_and_sample(
     keyed = flat.select("__arr", F.rand(seed).alias("__key"))
 
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         n = bad = 0
         dmin, dmax = -1, -1
         keys, rows = np.empty(0), np.empty((0, 0))
@@ -277,6 +280,9 @@ def _query_k_distances(
     bc = sc.broadcast(queries)
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         from scipy.spatial import cKDTree
 
         parts = [_rows_of(b.column(0), d) for b in batches]

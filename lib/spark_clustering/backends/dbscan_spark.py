@@ -89,6 +89,9 @@ def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
     """applyInPandas function: run the kernel on one region's home and halo points."""
 
     def fit_group(pdf: pd.DataFrame) -> pd.DataFrame:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         from ..base import load_backend
 
         kernel = load_backend("dbscan", backend)
@@ -265,6 +268,9 @@ def _label_regions(eps: float, backend: str, xcols: list[str]):
     """cogroup function: label the distinct query points of a region from its core points."""
 
     def label_group(queries: pd.DataFrame, cores: pd.DataFrame) -> pd.DataFrame:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         from ..base import load_backend
 
         kernel = load_backend("dbscan", backend)

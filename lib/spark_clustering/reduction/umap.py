@@ -425,6 +425,9 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
         )
 
         def embed(columns: pd.DataFrame) -> pd.DataFrame:  # one struct column in
+            from spark_clustering._worker import prepare_worker
+
+            prepare_worker()
             # only the kernel module is imported here (not this one, which pulls in pyspark.ml)
             from spark_clustering.backends.cpu.umap_kernel import cached_state, one_blas_thread
             from spark_clustering.base import load_backend as _load

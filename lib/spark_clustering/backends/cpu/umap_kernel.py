@@ -21,7 +21,11 @@ exact and independent of how Spark splits the rows:
    coordinates, so a row's embedding does not depend on its partition or batch. Edges keep
    umap-learn's pruning (weight below ``max / n_epochs`` dropped) with ``max`` the largest
    possible weight, 1. The curve's power ``d^(2b)`` is taken in single precision (powf), the
-   rest of the arithmetic in double.
+   rest of the arithmetic in double. One change of schedule: the negative samples drawn after
+   an attractive step are all evaluated at the position that step reached and their (each
+   clipped) moves applied together, where umap-learn moves the point after each of them.
+   The expected gradient is the same; the samples no longer wait on one another, which made
+   the epochs 1.4x faster, with the same trustworthiness (bench/RESULTS.md).
 
 Nothing here imports Spark; umap-learn is imported only inside :meth:`CPUUMAPKernel.fit`.
 """
@@ -404,10 +408,11 @@ def _hash_rows(words: np.ndarray, salt: np.uint64) -> np.ndarray:  # pragma: no 
 
 
 @numba.njit(cache=True, nogil=True)
-def _next(state: np.ndarray) -> np.uint64:  # pragma: no cover - numba
-    # splitmix64: small, fast, good enough for picking negative samples
+def _below(state: np.ndarray, n: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    # splitmix64 (small, fast, good enough for picking negative samples), mapped onto [0, n)
+    # by a multiply-shift of its high 32 bits instead of a 64-bit modulo (Lemire's reduction)
     state[0] += np.uint64(0x9E3779B97F4A7C15)
-    return _mix(state[0])
+    return ((_mix(state[0]) >> np.uint64(32)) * n) >> np.uint64(32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -443,14 +448,15 @@ def optimize_points(
 ) -> np.ndarray:  # pragma: no cover - numba
     """umap-learn's transform epochs (``move_other=False``), one point at a time."""
     out = start.copy()
+    dim = out.shape[1]
     b32 = np.float32(b)
     n, k = idx.shape
-    dim = out.shape[1]
-    n_tail = tail.shape[0]
+    n_tail = np.uint64(tail.shape[0])  # < 2**32 (the fit sample), as _below needs
     eps_sample = np.empty(k)
     next_sample = np.empty(k)
     eps_neg = np.empty(k)
     next_neg = np.empty(k)
+    push = np.empty(dim)  # the summed moves of one edge's negative samples
     state = np.empty(1, dtype=np.uint64)
     for i in range(n):
         if fixed[i]:
@@ -485,8 +491,12 @@ def optimize_points(
                     current[d] += _clip(coeff * (current[d] - other[d])) * alpha
                 next_sample[e] += eps_sample[e]
                 n_neg = int((epoch - next_neg[e]) / eps_neg[e])
+                # the negative samples are independent of one another: all are measured from
+                # this position and their moves summed (see the module docstring)
+                for d in range(dim):
+                    push[d] = 0.0
                 for _ in range(n_neg):
-                    other = tail[_next(state) % np.uint64(n_tail)]
+                    other = tail[_below(state, n_tail)]
                     dist2 = 0.0
                     for d in range(dim):
                         diff = current[d] - other[d]
@@ -495,7 +505,9 @@ def optimize_points(
                         pw = _pow32(dist2, b32)
                         coeff = 2.0 * gamma * b / ((0.001 + dist2) * (a * pw + 1.0))
                         for d in range(dim):
-                            current[d] += _clip(coeff * (current[d] - other[d])) * alpha
+                            push[d] += _clip(coeff * (current[d] - other[d])) * alpha
+                for d in range(dim):
+                    current[d] += push[d]
                 next_neg[e] += n_neg * eps_neg[e]
     return out
 

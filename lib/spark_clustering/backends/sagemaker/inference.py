@@ -180,6 +180,9 @@ def endpoint_transform(
 
     @pandas_udf(schema)  # type: ignore[call-overload]
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from spark_clustering._worker import prepare_worker
+
+        prepare_worker()
         client = runtime_client(settings)
         for series in batches:
             values = [None if v is None else list(v) for v in series]
