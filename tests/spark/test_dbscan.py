@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
-from pyspark.ml.linalg import SparseVector, Vectors
+from pyspark.ml.linalg import SparseVector, Vectors, VectorUDT
+from pyspark.sql.types import LongType, StructField, StructType
 
 from dbscan_data import EPS, MIN_POINTS, assert_same_clustering, parity_dataset, sklearn_reference
 from spark_clustering import DBSCAN, DBSCANModel
@@ -145,10 +146,17 @@ def test_empty_input(spark):
     assert out.count() == 0 and out.columns == ["id", "features", "cluster", "is_core"]
 
 
-def test_handle_invalid(spark):
+@pytest.mark.parametrize("vectors", [False, True], ids=["array", "vector"])
+def test_handle_invalid(spark, vectors):
     rows = [(i, [float(i % 3) * 0.01, 0.0]) for i in range(12)]
-    rows += [(100, [float("nan"), 0.0]), (101, [float("inf"), 1.0])]
-    df = spark.createDataFrame(rows, ["id", "features"])
+    if vectors:  # NaN and a null row (MLlib's vector_to_array throws on null)
+        rows = [(i, Vectors.dense(v)) for i, v in rows]
+        rows += [(100, Vectors.dense([float("nan"), 0.0])), (101, None)]
+        schema = StructType([StructField("id", LongType()), StructField("features", VectorUDT())])
+    else:
+        rows += [(100, [float("nan"), 0.0]), (101, [float("inf"), 1.0])]
+        schema = "id long, features array<double>"
+    df = spark.createDataFrame(rows, schema)
     with pytest.raises(ValueError, match="2 of 14 rows"):
         DBSCAN(eps=0.1, minPoints=3).fit(df)
     kept = DBSCAN(eps=0.1, minPoints=3, handleInvalid="keep").fit(df).transform(df)

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from pyspark.ml.linalg import Vectors
+from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql.types import LongType, StructField, StructType
 from sklearn.datasets import make_blobs
 from sklearn.metrics import (
     calinski_harabasz_score,
@@ -158,8 +159,13 @@ def test_bad_input_rejected(spark, df):
         [(Vectors.dense([0.0, float("nan")]), 1), (Vectors.dense([1.0, 1.0]), 2)],
         ["features", "cluster"],
     )
-    with pytest.raises(ValueError, match="1 of 2 rows with null, NaN"):
-        evaluate(nan)
+    null = spark.createDataFrame(
+        [(None, 1), (Vectors.dense([1.0, 1.0]), 2)],
+        StructType([StructField("features", VectorUDT()), StructField("cluster", LongType())]),
+    )
+    for bad in (nan, null):
+        with pytest.raises(ValueError, match="1 of 2 rows with null, NaN"):
+            evaluate(bad)
 
 
 def test_evaluator(df, labelled, tmp_path):

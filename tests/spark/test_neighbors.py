@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pyspark.ml.linalg import Vectors
+from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql.types import StructField, StructType
 from sklearn.neighbors import NearestNeighbors
 
 from spark_clustering import k_distances, suggest_eps
@@ -141,14 +142,20 @@ def test_bad_input(spark, data):
         k_distances(nan, 2)
     got = k_distances(nan, 2, handleInvalid="skip")
     np.testing.assert_allclose(got, np.ones(5))
-    # a null row is an invalid row (not a row of dimension -1, what Spark's size(null) gives)
-    null = spark.createDataFrame(
+    # a null row is an invalid row (not a row of dimension -1, what Spark's size(null) gives),
+    # in an array column and in a vector column (where MLlib's vector_to_array would throw)
+    null_array = spark.createDataFrame(
         [(None,)] + [([float(i), 1.0],) for i in range(5)], "features array<double>"
     )
-    with pytest.raises(ValueError, match="1 of 6 rows"):
-        k_distances(null, 2)
-    np.testing.assert_allclose(k_distances(null, 2, handleInvalid="skip"), np.ones(5))
-    assert scan_features(null, "features") == FeatureStats(6, 2, 1)
+    null_vector = spark.createDataFrame(
+        [(None,)] + [(Vectors.dense([i, 1.0]),) for i in range(5)],
+        StructType([StructField("features", VectorUDT())]),
+    )
+    for null in (null_array, null_vector):
+        with pytest.raises(ValueError, match="1 of 6 rows"):
+            k_distances(null, 2)
+        np.testing.assert_allclose(k_distances(null, 2, handleInvalid="skip"), np.ones(5))
+        assert scan_features(null, "features") == FeatureStats(6, 2, 1)
     ragged = spark.createDataFrame([([1.0, 2.0],), ([1.0, 2.0, 3.0],)], "features array<double>")
     with pytest.raises(ValueError, match="different dimensions"):
         k_distances(ragged, 1)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql.types import LongType, StructField, StructType
 from sklearn.datasets import make_blobs
 from sklearn.manifold import trustworthiness
 
@@ -138,9 +139,13 @@ def test_invalid_rows(spark, fitted):
     model, _ = fitted
     rows = [(0, Vectors.dense([float("nan")] + [0.0] * 7)), (1, Vectors.dense([1.0] * 8))]
     df = spark.createDataFrame(rows, ["id", "features"])
-    # a null row is invalid too (not a row of the wrong size)
-    null = spark.createDataFrame([(0, None), (1, [1.0] * 8)], "id long, features array<double>")
-    for bad in (df, null):
+    # a null row is invalid too (not a row of the wrong size), in an array or a vector column
+    null_array = spark.createDataFrame(
+        [(0, None), (1, [1.0] * 8)], "id long, features array<double>"
+    )
+    schema = StructType([StructField("id", LongType()), StructField("features", VectorUDT())])
+    null_vector = spark.createDataFrame([(0, None), (1, Vectors.dense([1.0] * 8))], schema)
+    for bad in (df, null_array, null_vector):
         with pytest.raises(Exception, match="null, NaN or infinite"):
             model.transform(bad).collect()
         kept = model.copy({model.handleInvalid: "keep"}).transform(bad).orderBy("id").collect()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyspark.ml.functions import vector_to_array
+from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -51,7 +51,12 @@ def as_array(df: DataFrame, col: str) -> Column:
     """The features as ``array<double>`` (vectors converted on the JVM, no Python UDF)."""
     dtype = feature_type(df, col)
     if isinstance(dtype, VectorUDT):
-        return vector_to_array(F.col(col), "float64")
+        # vector_to_array throws on a null row, and Spark may evaluate it before (or without)
+        # a guarding CASE WHEN: it is given an empty vector there, and the row is null again
+        vec = F.col(col)
+        empty = array_to_vector(F.array().cast("array<double>"))
+        converted = vector_to_array(F.coalesce(vec, empty), "float64")
+        return F.when(vec.isNull(), F.lit(None)).otherwise(converted)
     return F.col(col).cast("array<double>")
 
 
