@@ -100,6 +100,33 @@ def test_transform_deterministic_whatever_the_partitioning(spark, fitted, blobs)
     assert not np.array_equal(a, no_epochs)
 
 
+def test_transform_gathers_arrow_batches_without_mixing_rows(spark, fitted, blobs, monkeypatch):
+    import spark_clustering.reduction.umap as umap_module
+
+    model, _ = fitted
+    _, new = blobs
+    rows = [(i, Vectors.dense(r)) for i, r in enumerate(new)]
+    rows[5] = (5, Vectors.dense([float("nan")] * new.shape[1]))  # invalid rows inside a call
+    rows[40] = (40, Vectors.dense([float("inf")] * new.shape[1]))
+    df = spark.createDataFrame(rows, ["id", "features"]).repartition(2)
+    keep = model.copy({model.handleInvalid: "keep"})
+    expected = keep.transform(df).orderBy("id").collect()
+    # batches of 7 rows, gathered 3 at a time (21 rows per kernel call, a remainder per task)
+    monkeypatch.setattr(umap_module, "_EMBED_ROWS", 20)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")
+    try:
+        got = keep.transform(df).orderBy("id").collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert [r["id"] for r in got] == [r["id"] for r in expected]
+    assert got[5]["umap_features"] is None and got[40]["umap_features"] is None
+    for g, e in zip(got, expected, strict=True):
+        if e["umap_features"] is not None:
+            np.testing.assert_array_equal(
+                g["umap_features"].toArray(), e["umap_features"].toArray()
+            )
+
+
 def test_sampled_fit_deterministic_and_params(spark):
     x, _ = make_blobs(n_samples=400, n_features=5, centers=3, random_state=1)
     df = _df(spark, x)

@@ -12,6 +12,7 @@ the model uid) and places each point from its exact nearest training points, as 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -57,6 +58,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["UMAP", "UMAPModel"]
 
 METRICS = ("euclidean", "cosine")
+
+#: rows (and bytes of features) gathered from Arrow batches into one kernel call of transform
+_EMBED_ROWS = 65_536
+_EMBED_BYTES = 64 << 20
 
 
 class _UMAPParams(
@@ -424,7 +429,13 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
             + [StructField("finite", BooleanType())]
         )
 
-        def embed(columns: pd.DataFrame) -> pd.DataFrame:  # one struct column in
+        # rows embedded per kernel call: Arrow batches (10000 rows by default) are gathered up
+        # to this many, because the k-NN index groups a call's queries by their nearest list
+        # and larger groups make larger BLAS products (50000 rows in one call search 1.4x
+        # faster than in batches of 10000); at most ~64 MB of features are held
+        rows_per_call = max(1, min(_EMBED_ROWS, _EMBED_BYTES // (8 * max(d, 1))))
+
+        def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             from spark_clustering._worker import prepare_worker
 
             prepare_worker()
@@ -441,18 +452,38 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
             # merged here, so a copy() with other settings shares the arrays, not the settings
             cached = cached_state(str(settings["key"]), load, str(settings["metric"]))
             state = {**cached, **settings}
-            x = columns.to_numpy(dtype=np.float64)
-            result = np.full((len(x), n_comp), np.nan)
-            ok = np.isfinite(x).all(axis=1)
-            if ok.any():
-                with one_blas_thread():
-                    result[ok] = kernel.transform(state, x[ok])
-            frame = pd.DataFrame(result, columns=names)
-            frame["finite"] = ok
-            return frame
+
+            def run(frames: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+                x = np.concatenate([f.to_numpy(dtype=np.float64) for f in frames])
+                result = np.full((len(x), n_comp), np.nan)
+                ok = np.isfinite(x).all(axis=1)
+                if ok.any():
+                    with one_blas_thread():
+                        result[ok] = kernel.transform(state, x[ok])
+                start = 0
+                for f in frames:  # one output batch per input batch, in order
+                    stop = start + len(f)
+                    out = pd.DataFrame(result[start:stop], columns=names)
+                    out["finite"] = ok[start:stop]
+                    yield out
+                    start = stop
+
+            pending: list[pd.DataFrame] = []
+            held = 0
+            for frame in batches:
+                pending.append(frame)
+                held += len(frame)
+                if held >= rows_per_call:
+                    yield from run(pending)
+                    pending, held = [], 0
+            if pending:
+                yield from run(pending)
 
         # pandas is imported here, not at module level: give pandas_udf the real types
-        embed.__annotations__ = {"columns": pd.DataFrame, "return": pd.DataFrame}
+        embed.__annotations__ = {
+            "batches": Iterator[pd.DataFrame],
+            "return": Iterator[pd.DataFrame],
+        }
         embed_udf = pandas_udf(embed, schema)  # type: ignore[call-overload]
 
         # few DataFrame steps: each one is analysed on the driver, and on a wide plan that cost
