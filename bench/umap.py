@@ -125,8 +125,8 @@ def part_a(n_new: int, sample: int, seed: int, trust_rows: int, timing_only: boo
     t_o = trustworthiness(new_x[pick], ours[pick], n_neighbors=15)
     t_r = trustworthiness(new_x[pick], theirs[pick], n_neighbors=15)
     print(
-        f"trustworthiness on {len(pick)} new rows: ours {t_o:.4f}, umap-learn {t_r:.4f}, "
-        f"difference {t_o - t_r:+.4f}"
+        f"trustworthiness on {len(pick)} new rows: ours {t_o:.5f}, umap-learn {t_r:.5f}, "
+        f"difference {t_o - t_r:+.5f}"
     )
     print(
         f"RATIO transform speed-up (umap-learn / ours): {t_ref / t_ours:.1f}x warm, "
