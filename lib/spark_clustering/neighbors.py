@@ -156,9 +156,10 @@ def _check(k: int, sampleSize: int, maxSampleSize: int, handleInvalid: str) -> N
     check_choice("handleInvalid", handleInvalid, ("error", "skip"))
 
 
-def _merge_topk(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    k = a.shape[1]
-    both = np.concatenate([a, b], axis=1)
+def _merge_topk(*blocks: np.ndarray) -> np.ndarray:
+    """Per row, the ``k`` smallest of the blocks' k-distances (each block ``(m, k)``), sorted."""
+    k = blocks[0].shape[1]
+    both = np.concatenate(blocks, axis=1)
     return np.sort(np.partition(both, k - 1, axis=1)[:, :k], axis=1)
 
 
@@ -303,7 +304,7 @@ def _query_k_distances(
     blocks = flat.mapInArrow(per_partition, "d binary")  # type: ignore[arg-type]
     if flat.rdd.getNumPartitions() * m * k * 8 <= _COLLECT_MERGE_BYTES:
         found = [np.frombuffer(r[0], dtype=np.float64).reshape(m, k) for r in blocks.collect()]
-        merged = np.sort(np.partition(np.concatenate(found, axis=1), k - 1, axis=1)[:, :k], 1)
+        merged = _merge_topk(*found)
     else:
         merged = blocks.rdd.map(
             lambda row: np.frombuffer(row[0], dtype=np.float64).reshape(m, k)
