@@ -37,6 +37,8 @@ def spark():
             "spark.python.worker.reuse": "true",
         },
         gpu="off",
+        # tests/aws trains through sagemaker-pyspark in this same session
+        jars=("sagemaker",),
     )
     yield session
     session.stop()

@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from spark_clustering.jobs.entry import run_reporting_setup_errors
+
+    return int(run_reporting_setup_errors(args.func, args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType
 
+from . import sampling
 from .base import check_choice, check_range, log_metrics
 from .features.vectors import coordinate_names, scan_features, with_coordinates
 from .params import HasFeaturesCol, HasPredictionCol, HasSeed
@@ -459,7 +460,12 @@ def _sampled_silhouette(
         [(int(lab), float(f)) for lab, f in zip(labels, frac, strict=True)],
         f"{_LABEL} long, __f double",
     )
-    u_cols = [F.rand(seed + 7919 * r).alias(f"__u{r}") for r in range(repeats)]
+    # Draws hashed from the seed and each row's label and coordinates (not rand()): the same
+    # rows on any partitioning or cluster, so the same estimate to the last digit.
+    u_cols = [
+        sampling.uniform(seed + 7919 * r, "silhouette", _LABEL, *coords).alias(f"__u{r}")
+        for r in range(repeats)
+    ]
     picked = F.col("__u0") < F.col("__f")
     for r in range(1, repeats):
         picked = picked | (F.col(f"__u{r}") < F.col("__f"))
@@ -469,6 +475,8 @@ def _sampled_silhouette(
         .where(picked)
     )
     pdf = cast("pd.DataFrame", sampled.toPandas())
+    # Partition order would change the order of floating-point sums below.
+    pdf = pdf.sort_values([_LABEL, *coords], kind="stable", ignore_index=True)
     x_all = pdf[coords].to_numpy(dtype=np.float64)
     lab_all = pdf[_LABEL].to_numpy()
     size_of = dict(zip(labels.tolist(), sizes.tolist(), strict=True))

@@ -6,8 +6,9 @@ with ``eps`` at least a point's k-distance, that point is a core point for ``min
 So ``k = 1`` gives 0 for every point; use ``k = minPoints``.
 
 How, in two passes over Arrow batches: the first counts and checks the rows and draws a
-bounded sample of query points (``sampleSize`` rows with the smallest ``rand(seed)`` keys, the
-only data brought to the driver); the queries are broadcast, each partition builds a
+bounded sample of query points (``sampleSize`` rows with the smallest keys hashed from the seed
+and the row's content, :mod:`spark_clustering.sampling`: the same rows on any partitioning or
+cluster; the only data brought to the driver); the queries are broadcast, each partition builds a
 ``scipy.spatial.cKDTree`` over its own rows and returns, for every query, its ``k`` smallest
 distances, and the per-partition answers are merged (only ``sampleSize x k`` numbers per
 partition move). The result is the exact k-distance of each sampled query against the whole
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pyspark.sql import functions as F
 
+from . import sampling
 from .base import check_choice, check_range
 from .features.vectors import (
     FeatureStats,
@@ -182,16 +183,17 @@ def _scan_and_sample(
 ) -> tuple[FeatureStats, np.ndarray, DataFrame]:
     """One pass: :func:`scan_features`' figures and the sampled query rows.
 
-    The queries are the ``sample_size`` valid rows with the smallest ``rand(seed)`` keys (what
-    ``orderBy(rand(seed)).limit`` draws), every valid row when there are fewer. Each partition
-    counts its rows and keeps its own smallest keys, on the Arrow batches; the driver merges
-    the partitions' few rows. Returns the figures, the queries and the features as
+    The queries are the ``sample_size`` valid rows with the smallest content-hashed keys
+    (:func:`spark_clustering.sampling.uniform`), every valid row when there are fewer. Each
+    partition counts its rows and keeps its own smallest keys, on the Arrow batches; the driver
+    merges the partitions' few rows. Returns the figures, the queries and the features as
     ``array<double>`` (the DataFrame to search).
     """
     import pyarrow as pa
 
     flat = df.select(as_array(df, col).alias("__arr"))
-    keyed = flat.select("__arr", F.rand(seed).alias("__key"))
+    # A key from the row's content, not rand(): the same rows are drawn on any layout.
+    keyed = flat.select("__arr", sampling.uniform(seed, "k-distance", "__arr").alias("__key"))
 
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from spark_clustering._worker import prepare_worker
@@ -338,7 +340,7 @@ def k_distances(
     featuresCol : str
         The features column.
     sampleSize : int
-        Query rows sampled by Spark (``orderBy(rand(seed)).limit``); all rows when fewer.
+        Query rows drawn by content-hashed keys (the same on any layout); all rows when fewer.
     seed : int
         Seed of the sample.
     maxSampleSize : int

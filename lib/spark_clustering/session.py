@@ -41,9 +41,10 @@ LOCAL_CONF: dict[str, str] = {
 
 RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin"
 
-#: Functions returning jar paths to put on the classpath; later modules register theirs
-#: (for example the SageMaker backend adds sagemaker-pyspark's jars and protobuf-java).
-JAR_PROVIDERS: list[Callable[[], list[str]]] = []
+#: Named sets of jars a job may ask for (``get_spark(jars=("sagemaker",))``): name -> a function
+#: returning their paths. Only the sets asked for go on the classpath, so a job that does not use
+#: SageMaker does not ship sagemaker-pyspark's 184 MB of AWS SDK to every executor.
+JAR_PROVIDERS: dict[str, Callable[[], list[str]]] = {}
 
 #: Where protobuf-java is looked for (``SPARK_CLUSTERING_PROTOBUF_JAR`` wins): Debian's
 #: libprotobuf-java, then where emr/bootstrap.sh copies it on EMR.
@@ -95,7 +96,23 @@ def sagemaker_jars() -> list[str]:
     return chosen + ([os.path.realpath(found)] if found else [])
 
 
-JAR_PROVIDERS.append(sagemaker_jars)
+JAR_PROVIDERS["sagemaker"] = sagemaker_jars
+
+
+def uses_sagemaker(raw: Any) -> bool:
+    """True when any ``backend`` in a config (segment or sweep, any depth) is ``sagemaker``:
+    only then does the job put sagemaker-pyspark's jars on the classpath."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if key == "backend" and (
+                value == "sagemaker" or (isinstance(value, list) and "sagemaker" in value)
+            ):
+                return True
+            if key != "tracking" and uses_sagemaker(value):
+                return True
+    elif isinstance(raw, (list, tuple)):
+        return any(uses_sagemaker(item) for item in raw)
+    return False
 
 
 def _local_driver_memory() -> str:
@@ -230,24 +247,122 @@ def _merge_jars(conf: dict[str, str], jars: Iterable[str]) -> None:
         conf["spark.jars"] = ",".join(existing)
 
 
+def _read_defaults_file(path: str) -> dict[str, str]:
+    """``spark-defaults.conf`` as Spark reads it: ``key value`` (or ``key=value``) per line."""
+    settings: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return settings
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = re.split(r"[\s=]+", line, maxsplit=1)
+        if len(parts) == 2 and parts[0].startswith("spark."):
+            settings[parts[0]] = parts[1].strip()
+    return settings
+
+
+#: spark-submit options that are settings under another name (``--master`` is ``spark.master``).
+_SUBMIT_OPTIONS = {
+    "--master": "spark.master",
+    "--deploy-mode": "spark.submit.deployMode",
+    "--driver-memory": "spark.driver.memory",
+    "--executor-memory": "spark.executor.memory",
+    "--executor-cores": "spark.executor.cores",
+    "--num-executors": "spark.executor.instances",
+    "--total-executor-cores": "spark.cores.max",
+    "--jars": "spark.jars",
+    "--py-files": "spark.submit.pyFiles",
+    "--name": "spark.app.name",
+}
+
+
+def _submit_args_settings(args: str) -> dict[str, str]:
+    """Settings named in ``PYSPARK_SUBMIT_ARGS`` (``--master``, ``--conf k=v``, ...)."""
+    import shlex
+
+    settings: dict[str, str] = {}
+    words = shlex.split(args)
+    for i, word in enumerate(words[:-1]):
+        value = words[i + 1]
+        if word in ("--conf", "-c") and "=" in value:
+            key, _, val = value.partition("=")
+            settings[key] = val
+        elif word in _SUBMIT_OPTIONS:
+            settings[_SUBMIT_OPTIONS[word]] = value
+    for word in words:
+        key, _, val = word.partition("=")
+        if key in _SUBMIT_OPTIONS and val:
+            settings[_SUBMIT_OPTIONS[key]] = val
+    return settings
+
+
+def configured_settings() -> dict[str, str]:
+    """What spark-submit, Livy, ``spark-defaults.conf`` or ``PYSPARK_SUBMIT_ARGS`` already set.
+
+    Under ``spark-submit`` (and Livy) the JVM exists before our Python code runs and
+    ``PYSPARK_GATEWAY_PORT`` points at it: the settings are that JVM's ``spark.*`` system
+    properties (``--master``, ``--conf``, ``spark-defaults.conf``, EMR's classifications), read by
+    connecting to it. A ``SparkConf()`` built before the connection is empty, which once made every
+    job fall back to ``local[*]`` on a cluster. In a plain ``python`` process nothing has started
+    yet: the settings are those the JVM we launch will read, ``spark-defaults.conf`` (under
+    ``SPARK_CONF_DIR`` or ``SPARK_HOME/conf``) and ``PYSPARK_SUBMIT_ARGS``.
+    """
+    from pyspark import SparkConf, SparkContext
+
+    if os.environ.get("PYSPARK_GATEWAY_PORT") or SparkContext._jvm is not None:
+        SparkContext._ensure_initialized()
+        return {str(k): str(v) for k, v in SparkConf().getAll()}
+    settings: dict[str, str] = {}
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if not conf_dir:
+        from pyspark.find_spark_home import _find_spark_home
+
+        try:
+            conf_dir = os.path.join(_find_spark_home(), "conf")
+        except Exception:  # pragma: no cover - pyspark always finds its own home
+            conf_dir = ""
+    if conf_dir:
+        settings.update(_read_defaults_file(os.path.join(conf_dir, "spark-defaults.conf")))
+    settings.update(_submit_args_settings(os.environ.get("PYSPARK_SUBMIT_ARGS", "")))
+    return settings
+
+
+def is_local_master(master: str) -> bool:
+    """True for ``local``, ``local[N]``, ``local[*]``, ``local[N,F]``: one process does it all."""
+    return master == "local" or master.startswith("local[")
+
+
 def build_conf(
     master: str | None = None,
     conf: Mapping[str, Any] | None = None,
     gpu: str | bool = "off",
     preset: Mapping[str, str] | None = None,
-) -> tuple[str | None, dict[str, str]]:
+    jars: Iterable[str] = (),
+) -> tuple[str, dict[str, str]]:
     """Compute (master, settings) without starting anything; ``preset`` is what is already set.
 
-    Precedence, lowest first: our defaults, then what spark-submit or spark-defaults set
-    (``preset``), then ``conf`` given by the caller.
+    Precedence, lowest first: our defaults, then what spark-submit, ``spark-defaults.conf`` or the
+    cluster set (``preset``), then ``conf`` and ``master`` given by the caller. Our local defaults
+    (driver memory, shuffle partitions, no UI, loopback addresses, the driver's interpreter for the
+    Python workers) apply only to a local master. ``jars`` names sets of :data:`JAR_PROVIDERS`
+    to add to ``spark.jars``.
     """
+    import sys
+
     preset = dict(preset or {})
     user = {str(k): str(v) for k, v in (conf or {}).items()}
     chosen_master = master or user.get("spark.master") or preset.get("spark.master") or "local[*]"
     settings: dict[str, str] = dict(BASE_CONF)
-    if chosen_master.startswith("local"):
+    if is_local_master(chosen_master):
         settings.update(LOCAL_CONF)
         settings["spark.driver.memory"] = _local_driver_memory()
+        # The workers are forked by this process's JVM: without this they run whatever
+        # `python3` is first on PATH, which may lack the package (cron, an unactivated venv).
+        settings["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON") or sys.executable
     settings.update(preset)
     settings.update(user)
     settings["spark.master"] = chosen_master
@@ -259,7 +374,10 @@ def build_conf(
             settings.setdefault(key, value)
         if jar and "://" not in jar:
             _merge_jars(settings, [jar])
-    _merge_jars(settings, [j for provider in JAR_PROVIDERS for j in provider()])
+    for name in jars:
+        if name not in JAR_PROVIDERS:
+            raise ValueError(f"jars={name!r} is not known; accepted: {', '.join(JAR_PROVIDERS)}")
+        _merge_jars(settings, JAR_PROVIDERS[name]())
     return chosen_master, settings
 
 
@@ -268,20 +386,28 @@ def get_spark(
     master: str | None = None,
     conf: Mapping[str, Any] | None = None,
     gpu: str | bool = "auto",
+    jars: Iterable[str] = (),
 ) -> SparkSession:
     """Return the SparkSession for this process, building it with our defaults if needed.
+
+    The cluster decides: a master, setting or interpreter that ``spark-submit``,
+    ``spark-defaults.conf``, EMR's classifications or ``PYSPARK_SUBMIT_ARGS`` set is never
+    replaced by one of our defaults; ``local[*]`` is used only when no master is configured at all.
 
     Parameters
     ----------
     app_name : str
-        Application name shown by YARN / the Spark UI.
+        Application name shown by YARN / the Spark UI (kept when spark-submit named it).
     master : str, optional
         Spark master. Default: what spark-submit or spark-defaults configured, else ``local[*]``.
     conf : mapping, optional
-        Extra Spark settings; they win over every default here.
+        Extra Spark settings; they win over every default and every preset here.
     gpu : {"auto", "on", "off"} or bool
         Enable the RAPIDS Accelerator for Apache Spark. ``auto`` enables it when the plugin jar
         and an NVIDIA GPU are both present; ``on`` fails clearly when the jar is missing.
+    jars : iterable of str
+        Named jar sets to add to the classpath (``"sagemaker"``: sagemaker-pyspark's jars and
+        protobuf-java). Only the jobs that use them ask for them.
 
     Examples
     --------
@@ -289,12 +415,12 @@ def get_spark(
     >>> spark.conf.get("spark.sql.session.timeZone")  # doctest: +SKIP
     'UTC'
     """
-    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    jars = tuple(jars)
     active = SparkSession.getActiveSession()
-    preset = dict(SparkConf().getAll())
-    chosen_master, settings = build_conf(master, conf, gpu, preset)
+    preset = configured_settings()
+    chosen_master, settings = build_conf(master, conf, gpu, preset, jars)
     if active is not None:
         # A notebook (Livy) or spark-submit already started one: only runtime SQL settings apply.
         for key, value in settings.items():
@@ -303,11 +429,115 @@ def get_spark(
                     active.conf.set(key, value)
                 except Exception:  # static settings cannot change on a live session
                     log.debug("could not set %s on the active session", key)
+        _warn_missing_jars(active, settings)
         return active
-    builder = SparkSession.builder.appName(app_name).master(chosen_master or "local[*]")
+    python = settings.get("spark.pyspark.python")
+    if python and not os.environ.get("PYSPARK_PYTHON"):
+        # pyspark's driver reads the workers' interpreter from the environment, not the setting.
+        os.environ["PYSPARK_PYTHON"] = python
+    check_master_reachable(chosen_master)
+    builder = SparkSession.builder
+    if "spark.app.name" not in preset:
+        builder = builder.appName(app_name)
     for key, value in settings.items():
-        if key != "spark.master":
+        if preset.get(key) != value:
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_CLUSTERING_SPARK_LOG_LEVEL", "WARN"))
+    if not is_local_master(spark.sparkContext.master or "") and os.environ.get(
+        "SPARK_CLUSTERING_CHECK_WORKERS", "1"
+    ) not in ("0", "false"):
+        check_workers(spark)
+    log.info("Spark master %s (%s)", spark.sparkContext.master,
+             "configured" if chosen_master == preset.get("spark.master") else "ours")  # fmt: skip
     return spark
+
+
+class SparkSetupError(ValueError):
+    """Spark cannot run our jobs as set up: the message names the cause and the setting to fix.
+
+    Raised before any work starts; the jobs print it as one ``error:`` line (exit code 2).
+    """
+
+
+def check_master_reachable(master: str, timeout: float = 5.0) -> None:
+    """For a standalone master (``spark://host:port[,host:port]``), fail at once when no master
+    answers, instead of Spark's minute of registration retries and a stopped context."""
+    import socket
+
+    if not master.startswith("spark://"):
+        return
+    addresses = master[len("spark://") :].split(",")
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError):
+            continue
+    raise SparkSetupError(
+        f"cannot reach the Spark master {master}: nothing answers at {', '.join(addresses)}; "
+        "check --master (spark.master) and that the master runs "
+        "(scripts/local-cluster.sh status for the local test cluster)"
+    )
+
+
+def check_workers(spark: SparkSession) -> None:
+    """Run one tiny task and fail clearly when the executors' Python cannot run our code.
+
+    On a cluster the executors get the package only from ``--py-files`` (or an install on every
+    node) and run the interpreter of ``spark.pyspark.python``: a missing zip or a Python without
+    numpy/pyarrow would otherwise surface, after the first stage, as a Java stack trace.
+    """
+
+    # Defined here so that cloudpickle ships it by value: it must run where spark_clustering
+    # itself may not import.
+    def probe(_: Any) -> Any:
+        import importlib
+        import sys as worker_sys
+
+        found = {}
+        for name in ("spark_clustering", "numpy", "pandas", "pyarrow"):
+            try:
+                module = importlib.import_module(name)
+                found[name] = str(getattr(module, "__version__", "?"))
+            except ImportError as exc:  # the module missing, or one it needs
+                found[name] = f"MISSING {getattr(exc, 'name', None) or name}"
+        yield worker_sys.executable, found
+
+    python = spark.sparkContext.pythonExec
+    try:
+        executable, found = spark.sparkContext.parallelize([0], 1).mapPartitions(probe).first()
+    except Exception as exc:
+        cause = str(exc).strip().splitlines()
+        reason = next((ln for ln in cause if "Cannot run program" in ln or "rror" in ln), "")
+        raise SparkSetupError(
+            f"the executors cannot start their Python {python!r} (spark.pyspark.python / "
+            f"PYSPARK_PYTHON): {reason.strip()[:300] or type(exc).__name__}"
+        ) from exc
+    missing = {why.split()[1] for why in found.values() if why.startswith("MISSING")}
+    if "spark_clustering" in missing:
+        raise SparkSetupError(
+            "the executors cannot import spark_clustering: pass the package zip with --py-files "
+            "(scripts/build-dist.sh builds dist/spark_clustering-<version>.zip) or install the "
+            f"package in the executors' Python {executable}"
+        )
+    if missing:
+        raise SparkSetupError(
+            f"the executors' Python {executable} (spark.pyspark.python / PYSPARK_PYTHON) lacks "
+            f"{', '.join(sorted(missing))}: install them there, or point spark.pyspark.python at "
+            "an environment that has them"
+        )
+
+
+def _warn_missing_jars(active: SparkSession, settings: Mapping[str, str]) -> None:
+    """A live session cannot take jars any more: say which asked-for jars it lacks."""
+    wanted = [j for j in settings.get("spark.jars", "").split(",") if j]
+    have = active.sparkContext.getConf().get("spark.jars", "") or ""
+    missing = [j for j in wanted if os.path.basename(j) not in have]
+    if missing:
+        log.warning(
+            "the active Spark session was started without %s; add them to spark.jars (for "
+            "example in %%%%configure or --jars) before the session starts",
+            ", ".join(os.path.basename(j) for j in missing),
+        )

@@ -95,7 +95,7 @@ def test_get_spark_jar_provider_orders_sagemaker_jars(monkeypatch, tmp_path):
 
     if importlib.util.find_spec("sagemaker_pyspark") is None:
         pytest.skip("sagemaker_pyspark is not installed")
-    assert sagemaker_jars in JAR_PROVIDERS
+    assert JAR_PROVIDERS["sagemaker"] is sagemaker_jars
     fake = tmp_path / "protobuf-java-3.jar"
     fake.write_bytes(b"")
     monkeypatch.setenv("SPARK_CLUSTERING_PROTOBUF_JAR", str(fake))

@@ -79,7 +79,6 @@ def test_shipped_examples_validate(tmp_path: Path, example: str) -> None:
         ({"security_configuration__tls_certificates_s3_object": "s3://bkt/c.pem"}, r"\.zip"),
         ({"artifacts__s3_uri": "s3://bkt/prefix"}, r"artifacts.s3_uri='s3://bkt/prefix' .*'/'"),
         ({"artifacts__s3_uri": "https://b/"}, r"artifacts.s3_uri='https://b/'"),
-        ({"artifacts__jars": {}}, r"artifacts.jars=\{\} .*'protobuf-java.jar'"),
         ({"configurations": "/nope.json"}, r"configurations='/nope.json' .*does not exist"),
         ({"bootstrap__python": "3.9"}, r"bootstrap.python='3.9'"),
         ({"service_role": None}, r"required key 'service_role' is missing"),
@@ -212,6 +211,33 @@ def test_submit_plan_is_the_exact_step(tmp_path: Path) -> None:
         "--config", "segment.json",
         "--limit", "10",
     ]  # fmt: skip
+
+
+def test_only_sagemaker_jobs_carry_the_sagemaker_jars(tmp_path: Path) -> None:
+    config = load_launch_config(write_launch_config(tmp_path))
+    plain = tmp_path / "kmeans.toml"
+    plain.write_text('[clusterer]\nalgorithm = "kmeans"\nparams = { k = 5 }\n'
+                     '[tracking]\nbackend = "sagemaker"\n')  # fmt: skip
+    sagemaker = tmp_path / "sm.toml"
+    sagemaker.write_text('[clusterer]\nalgorithm = "kmeans"\n'
+                         'params = { k = 5, backend = "sagemaker" }\n')  # fmt: skip
+
+    def args(job_config: Path) -> list[str]:
+        plan = launcher.plan_submit(config, "j-ABC123", "segment", job_config)
+        return dict(plan.requests)["add_job_flow_steps"]["Steps"][0]["HadoopJarStep"]["Args"]
+
+    assert "--jars" not in args(plain)
+    with_jars = args(sagemaker)
+    jars = with_jars[with_jars.index("--jars") + 1].split(",")
+    site = f"/opt/spark-clustering/venv/lib/python{config.python_version}/site-packages"
+    assert jars == [
+        f"file://{site}/sagemaker_pyspark/jars/*.jar",
+        "file:///opt/spark-clustering/jars/protobuf-java.jar",
+    ]
+    # a SageMaker job needs protobuf-java shipped to the nodes
+    bare = load_launch_config(write_launch_config(tmp_path, artifacts__jars={}))
+    with pytest.raises(ValueError, match=r"artifacts.jars=\{\} .*'protobuf-java.jar'"):
+        launcher.plan_submit(bare, "j-ABC123", "segment", sagemaker)
 
 
 def test_submit_rejects_unknown_job_and_bad_ids(tmp_path: Path) -> None:

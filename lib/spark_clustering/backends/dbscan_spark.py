@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
+from .. import sampling
 from ..partitioning import Regions, build_regions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,15 +156,10 @@ def fit_distributed(
     t0 = time.monotonic()
     parallelism = spark.sparkContext.defaultParallelism
     n_regions = max(2 * parallelism, math.ceil(n_rows / max_points_per_partition))
-    fraction = min(1.0, 1.2 * partition_sample_size / max(n_rows, 1))
-    sample = _collect_coordinates(
-        points.sample(withReplacement=False, fraction=fraction, seed=seed).limit(
-            partition_sample_size
-        ),
-        xcols,
-    )
-    if sample.shape[0] == 0:  # tiny data: the sample may miss every row
-        sample = _collect_coordinates(points.limit(partition_sample_size), xcols)
+    # The rows with the smallest keys hashed from the seed and their coordinates (a per-partition
+    # top-k): the same sample, so the same regions, on any partitioning or cluster.
+    key = sampling.uniform(seed, "dbscan-regions", *xcols)
+    sample = _collect_coordinates(points.orderBy(key, *xcols).limit(partition_sample_size), xcols)
     regions = build_regions(sample, n_regions, min_width=eps)
     log.info(
         "dbscan: %d rows, %d dimensions, %d regions from a %d-row sample (%.1fs)",

@@ -24,6 +24,7 @@ from pyspark.ml.util import (
 from ..base import check_choice, check_range, log_fit
 from ..features.vectors import feature_type
 from ..params import HasFeaturesCol, HasPredictionCol, HasSeed
+from ..sampling import canonical_layout
 from ._common import DelegateReader, DelegateWriter, HasSparkOrSageMakerBackend, vector_features
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,7 +174,9 @@ class GaussianMixture(
         if self.isDefined(self.seed):
             mllib.setSeed(self.getOrDefault(self.seed))
         model = GaussianMixtureModel()
-        model._mllib = mllib.fit(vector_features(dataset.select(col), col))
+        # the initial sample is drawn per partition: fit on a layout that depends on the rows
+        features = canonical_layout(vector_features(dataset.select(col), col), [col])
+        model._mllib = mllib.fit(features)
         log_fit(self)
         return self._copyValues(model)
 

@@ -24,6 +24,7 @@ from pyspark.ml.util import (
 from ..base import check_choice, check_range, log_fit
 from ..features.vectors import as_array, feature_type
 from ..params import HasFeaturesCol, HasPredictionCol, HasSeed
+from ..sampling import canonical_layout
 from ._common import (
     ArraysReader,
     ArraysWriter,
@@ -402,7 +403,8 @@ def _fit_spark(est: KMeans, dataset: DataFrame) -> KMeansModel:
     )
     if est.isDefined(est.seed):
         mllib.setSeed(est.getOrDefault(est.seed))
-    fitted = mllib.fit(vector_features(dataset.select(col), col))
+    # k-means|| seeds by partition index: fit on a layout that depends on the rows alone
+    fitted = mllib.fit(canonical_layout(vector_features(dataset.select(col), col), [col]))
     model = KMeansModel(np.array(fitted.clusterCenters(), dtype=float))
     model.trainingCost = float(fitted.summary.trainingCost)
     return est._copyValues(model)

@@ -468,6 +468,8 @@ def parse_launch_config(data: dict[str, Any], path: Path) -> LaunchConfig:
 
 #: Where emr/bootstrap.sh puts the jars uploaded from ``artifacts.jars`` on every node.
 NODE_JARS_DIR = "/opt/spark-clustering/jars"
+#: The virtual environment emr/bootstrap.sh builds on every node.
+NODE_VENV_DIR = "/opt/spark-clustering/venv"
 
 
 def _check_local_jars(configurations: list[dict[str, Any]], jars: dict[str, Path]) -> None:

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from . import packaging
-from .config import NODE_JARS_DIR, LaunchConfig, security_configuration_json, split_s3_uri
+from .config import (
+    NODE_JARS_DIR,
+    NODE_VENV_DIR,
+    LaunchConfig,
+    security_configuration_json,
+    split_s3_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,29 @@ def _pyfiles_upload(config: LaunchConfig, zip_path: Path) -> Upload:
 
 
 # --------------------------------------------------------------------------- launch
+
+
+def sagemaker_node_jars(python_version: str) -> list[str]:
+    """Where emr/bootstrap.sh leaves sagemaker-pyspark's jars and protobuf-java on every node."""
+    site = f"{NODE_VENV_DIR}/lib/python{python_version}/site-packages"
+    return [
+        f"file://{site}/sagemaker_pyspark/jars/*.jar",
+        f"file://{NODE_JARS_DIR}/protobuf-java.jar",
+    ]
+
+
+def _config_uses_sagemaker(path: Path) -> bool:
+    """True when a job's TOML config trains or scores with the SageMaker backend."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    from ..session import uses_sagemaker
+
+    try:
+        return uses_sagemaker(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
 
 
 def bootstrap_args(config: LaunchConfig, wheel_uri: str) -> list[str]:
@@ -286,6 +315,16 @@ def plan_submit(
     if bad:
         raise ValueError(f"--conf {bad} is not valid; accepted: spark.* keys with string values")
     submit = ["spark-submit", "--deploy-mode", spec.deploy_mode, "--py-files", pyfiles.uri]
+    if job_config is not None and _config_uses_sagemaker(job_config):
+        if "protobuf-java.jar" not in config.jars:
+            raise ValueError(
+                f"artifacts.jars={ {k: str(v) for k, v in config.jars.items()} } is not valid for "
+                f"{job_config.name}, which uses the SageMaker backend; accepted: an object naming "
+                "'protobuf-java.jar' (sagemaker-pyspark's upload needs it on Spark 3.5)"
+            )
+        # Only SageMaker jobs carry sagemaker-pyspark's jars (184 MB of AWS SDK), and they must
+        # be on spark-submit's command line: the driver JVM exists before our code runs.
+        submit += ["--jars", ",".join(sagemaker_node_jars(config.python_version))]
     if files:
         submit += ["--files", ",".join(files)]
     submit += ["--conf", f"spark.app.name=spark-clustering-{job}"]

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import sampling
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -83,21 +85,8 @@ class GeneratedData:
     seed: int
 
 
-def _uniform(seed: int, name: str, *cols: Column) -> Column:
-    """A deterministic uniform draw in (0, 1): 53 bits of xxhash64(seed, name, cols)."""
-    from pyspark.sql import functions as F
-
-    bits = F.shiftrightunsigned(F.xxhash64(F.lit(seed), F.lit(name), *cols), 11)
-    return (bits.cast("double") + 0.5) / float(2**53)
-
-
-def _normal(seed: int, name: str, *cols: Column) -> Column:
-    """A deterministic standard normal draw (Box-Muller on two hashed uniforms)."""
-    from pyspark.sql import functions as F
-
-    u1 = _uniform(seed, name + ".1", *cols)
-    u2 = _uniform(seed, name + ".2", *cols)
-    return F.sqrt(-2.0 * F.log(u1)) * F.cos(2.0 * math.pi * u2)
+_uniform = sampling.uniform
+_normal = sampling.normal
 
 
 def _pick(u: Column, names: tuple[str, ...], weights: tuple[float, ...]) -> Column:

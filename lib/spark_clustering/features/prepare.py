@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from ..sampling import uniform
 from . import aggregate as agg_mod
 from . import analysis, assemble, clean, scale
 from .io import InputReport, handle_duplicate_ids, read_input, validate_input
@@ -292,7 +293,8 @@ def prepare_features(
     # Correlation and PCA on at most analysis.sample_rows customers (a seeded sample): the
     # estimates are within ~1/sqrt(sample_rows) and Spearman's ranking stays cheap at any size.
     fraction = min(1.0, a.sample_rows / n_customers)
-    sample = raw if fraction >= 1.0 else raw.sample(False, fraction, seed=0)
+    # drawn by a hash of the customer id (sampling.uniform), the same customers on any layout
+    sample = raw if fraction >= 1.0 else raw.where(uniform(0, "analysis", id_col) < fraction)
     report["analysis_rows"] = "all" if fraction >= 1.0 else f"sample of {fraction:.4f}"
     if a.enabled and (a.correlation or a.drop_correlated is not None):
         sliced = assemble.slicer_stage(keep, RAW_COL, KEPT_COL).transform(sample)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..sampling import normal, uniform
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
@@ -32,23 +34,23 @@ def generate_blobs(spark: SparkSession, n: int, seed: int = 0, d: int = 3) -> Da
     from pyspark.sql import functions as F
 
     rng = np.random.default_rng(seed)
-    # Spark's rand(s) is the same stream for the same s; offset the generator's seeds so that a
-    # later sample drawn with rand(seed) is not the generator's noise rows
+    # Every draw hashes (seed, draw name, row id): the same points whatever the partitioning,
+    # local[N] or cluster (rand(seed) draws per partition). Offset from the seed that later
+    # samples of the same ids use.
     base = 7919 * seed + 104_729
     centers = rng.uniform(-60.0, 60.0, size=(N_BLOBS, d))
     sigmas = np.linspace(1.0, 3.0, N_BLOBS)
     ids = spark.range(n)
-    noise = F.rand(base) < 0.05
-    blob = F.when(noise, F.lit(-1)).otherwise((F.rand(base + 1) * N_BLOBS).cast("int"))
+    noise = uniform(base, "noise", "id") < 0.05
+    blob = F.when(noise, F.lit(-1)).otherwise((uniform(base, "blob", "id") * N_BLOBS).cast("int"))
     df = ids.select("id", blob.alias("blob"))
     coords = []
     for j in range(d):
         center = F.element_at(F.array(*[F.lit(float(c)) for c in centers[:, j]]), F.col("blob") + 1)
         sigma = F.element_at(F.array(*[F.lit(float(s)) for s in sigmas]), F.col("blob") + 1)
-        uniform = F.lit(-70.0) + F.rand(base + 10 + j) * 140.0
-        coords.append(
-            F.when(F.col("blob") < 0, uniform).otherwise(center + sigma * F.randn(base + 20 + j))
-        )
+        spread = F.lit(-70.0) + uniform(base, f"x{j}", "id") * 140.0
+        offset = sigma * normal(base, f"n{j}", "id")
+        coords.append(F.when(F.col("blob") < 0, spread).otherwise(center + offset))
     return df.select("id", "blob", array_to_vector(F.array(*coords)).alias("features"))
 
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     labelled = model.transform(data).cache()
     noise = labelled.where("cluster = -1").count()
     elapsed = time.monotonic() - start
-    sample = labelled.sample(fraction=min(1.0, 20_000 / max(n, 1)), seed=1)
+    sample = labelled.where(uniform(1, "ari", "id") < min(1.0, 20_000 / max(n, 1)))
     pdf: Any = sample.select("blob", "cluster").toPandas()
     ari = adjusted_rand_score(pdf["blob"], pdf["cluster"])
     print(f"DBSCAN(eps={eps:.4f}, minPoints={args.min_points}) on {n:,} generated 3-D points")

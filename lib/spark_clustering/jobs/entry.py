@@ -30,7 +30,20 @@ def job_main(
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    return run(args)
+    return run_reporting_setup_errors(run, args)
+
+
+def run_reporting_setup_errors(run: Callable[[argparse.Namespace], int], args: Any) -> int:
+    """``run(args)``, with a Spark set-up that cannot run the job (unreachable master, executors
+    without the package or without numpy) reported as one ``error:`` line and exit code 2."""
+    from spark_clustering.session import SparkSetupError
+
+    try:
+        return run(args)
+    except SparkSetupError as exc:
+        log.debug("Spark set-up error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def guarded(job: str, action: Callable[[], T], kept: str = "") -> tuple[T | None, int]:

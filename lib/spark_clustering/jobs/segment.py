@@ -18,6 +18,7 @@ listed. See docs/segment.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..sampling import uniform
 from .entry import guarded, job_main
 from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
 from .segment_config import SegmentConfig, load_config
@@ -180,12 +182,10 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    fraction = min(1.0, 1.2 * n / max(total, 1))
+    # the n rows with the smallest keys hashed from the seed and the row: the same on any layout
+    key = uniform(seed, "scatter", col, "cluster")
     rows = (
-        df.sample(fraction=fraction, seed=seed)
-        .limit(n)
-        .select(vector_to_array(F.col(col)).alias("x"), "cluster")
-        .collect()
+        df.orderBy(key).limit(n).select(vector_to_array(F.col(col)).alias("x"), "cluster").collect()
     )
     x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
     labels = np.array([r["cluster"] for r in rows], dtype=int)
@@ -594,9 +594,12 @@ def run_job(
     except (ConfigError, ValueError) as exc:
         print(f"error: {job} config: {exc}", file=sys.stderr)
         return None, None, 2
-    from spark_clustering.session import get_spark
+    from spark_clustering.session import get_spark, uses_sagemaker
 
-    spark = get_spark(f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu)
+    jars = ("sagemaker",) if uses_sagemaker(dataclasses.asdict(config)) else ()
+    spark = get_spark(
+        f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu, jars=jars
+    )
     result, code = guarded(job, lambda: runner(spark, config), failed_note)
     return config, result, code
 

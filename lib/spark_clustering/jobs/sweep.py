@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from ..sampling import uniform
 from . import segment
 from .entry import job_main
 from .pipeline import Stages
@@ -242,10 +243,11 @@ def stability_ari(
 ) -> float:
     """Mean adjusted Rand index between the clusterings of ``repeats`` subsamples.
 
-    Each repeat fits the clusterer on a ``fraction`` subsample (without replacement, seed
-    ``seed + i``) of the reduction, which is not refitted. The labels compared are those of the
-    rows common to both subsamples among a fixed probe set: rows whose id hashes into the first
-    ``sample / (rows * fraction)`` of the hash range, at most ``sample`` rows collected per repeat.
+    Each repeat fits the clusterer on a ``fraction`` subsample of the reduction (the rows whose
+    id hashes, with seed ``seed + i``, below ``fraction``: the same rows on any partitioning),
+    which is not refitted. The labels compared are those of the rows common to both subsamples
+    among a fixed probe set: rows whose id hashes into the first ``sample / (rows * fraction)``
+    of the hash range, the ``sample`` smallest ids of them collected per repeat.
     NaN when no pair has two rows in common.
     """
     from pyspark.sql import functions as F
@@ -256,9 +258,13 @@ def stability_ari(
     in_probe = F.pmod(F.xxhash64(F.col(id_col)), F.lit(modulus)) < F.lit(bound)
     labels = []
     for i in range(repeats):
-        part = reduction.df.sample(withReplacement=False, fraction=fraction, seed=seed + i)
+        # drawn by a hash of the id, not rand(): the same subsamples on any partitioning
+        part = reduction.df.where(uniform(seed + i, "stability", id_col) < fraction)
         model = segment._clusterer(cfg, reduction.col, eps).fit(part)
-        picked = model.transform(part).where(in_probe).select(id_col, "cluster").limit(sample)
+        picked = (
+            model.transform(part).where(in_probe).select(id_col, "cluster")
+            .orderBy(id_col).limit(sample)
+        )  # fmt: skip
         labels.append({r[0]: int(r[1]) for r in picked.collect()})
     scores = []
     for a, b in itertools.combinations(labels, 2):

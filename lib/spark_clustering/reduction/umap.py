@@ -1,7 +1,8 @@
 """UMAP on Spark: fit on a bounded sample, embed every row in parallel on the executors.
 
-``fit`` draws ``sampleSize`` rows with Spark (``orderBy(rand(seed)).limit``; every row when the
-data is smaller), brings them to the driver (the only data that leaves the executors, refused
+``fit`` draws ``sampleSize`` rows with Spark (the smallest keys hashed from the seed and each row's
+content, in that order, so the same sample on any partitioning; every row when the data is
+smaller), brings them to the driver (the only data that leaves the executors, refused
 past ``maxSampleSize``) and fits umap-learn there (cuML UMAP with ``backend="gpu"``).
 ``transform`` broadcasts the fit sample and its embedding once per model and embeds each row
 on the executors: every Python worker prepares the model once (a module-level cache keyed by
@@ -32,6 +33,7 @@ from pyspark.ml.util import (
 )
 from pyspark.sql import functions as F
 
+from .. import sampling
 from ..base import check_choice, check_range, load_backend, log_fit, resolve_backend
 from ..features.vectors import (
     as_array,
@@ -305,8 +307,12 @@ class UMAP(Estimator, _UMAPParams, DefaultParamsReadable, DefaultParamsWritable)
         d = stats.dimension
         coords = coordinate_names(d)
         flat = with_coordinates(df.select(col), col, d).select(*coords)
+        # Rows ordered (and drawn) by a key hashed from the seed and their content, never by
+        # rand() or partition order: umap-learn's embedding depends on the rows and their order,
+        # which must be the same on any partitioning or cluster.
+        flat = flat.orderBy(sampling.uniform(self.getSeed(), "umap-fit", *coords), *coords)
         if n > self.getSampleSize():
-            flat = flat.orderBy(F.rand(self.getSeed())).limit(self.getSampleSize())
+            flat = flat.limit(self.getSampleSize())
         sample = cast("pd.DataFrame", flat.toPandas()).to_numpy(dtype=np.float64)
         if len(sample) <= self.getNNeighbors():
             raise ValueError(

@@ -1,0 +1,75 @@
+"""Random draws that do not depend on how rows are laid out in partitions.
+
+Spark's ``rand(seed)`` seeds one generator per partition (``seed + partition index``) and draws
+in row order, so the rows a sample keeps change with the number of partitions, the input files,
+the cluster and the row order: the same data and seed once gave 63 clusters on ``local[*]`` and
+64 on a two-worker cluster. Every sample in this package is instead a function of the seed and
+the row's own content (or id): a 53-bit slice of ``xxhash64(seed, name, columns)``. The same rows
+are drawn on ``local[1]``, ``local[2]`` or a cluster, from 1 or 7 partitions in any order.
+
+Rows with identical content get identical draws; a sample then keeps all or none of them, which
+is harmless for the samples here (identical points carry identical information).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import Column, DataFrame
+
+#: 2**53: the draws are 53-bit integers scaled into (0, 1), exactly representable as doubles
+_SCALE = float(2**53)
+
+
+def uniform(seed: int, name: str, *cols: Column | str) -> Column:
+    """A deterministic uniform draw in (0, 1): 53 bits of ``xxhash64(seed, name, cols)``.
+
+    ``name`` separates independent draws of the same rows (two samples with one seed). Vector
+    columns hash as they are stored (a dense and a sparse copy of one vector differ).
+    """
+    from pyspark.sql import functions as F
+
+    if not cols:
+        raise ValueError("uniform needs at least one column to hash (the row's id or content)")
+    bits = F.shiftrightunsigned(F.xxhash64(F.lit(int(seed)), F.lit(name), *cols), 11)
+    return (bits.cast("double") + 0.5) / _SCALE
+
+
+def normal(seed: int, name: str, *cols: Column | str) -> Column:
+    """A deterministic standard normal draw (Box-Muller on two hashed uniforms)."""
+    from pyspark.sql import functions as F
+
+    u1 = uniform(seed, name + ".1", *cols)
+    u2 = uniform(seed, name + ".2", *cols)
+    return F.sqrt(-2.0 * F.log(u1)) * F.cos(2.0 * math.pi * u2)
+
+
+#: rows per partition of :func:`canonical_layout`: a function of the data alone, so that the
+#: layout (and MLlib's seeded initialisations on it) is the same on every cluster
+ROWS_PER_PARTITION = 50_000
+
+
+def canonical_layout(df: DataFrame, cols: list[str], n_rows: int | None = None) -> DataFrame:
+    """The rows of ``df`` in partitions and an order that depend only on their content.
+
+    MLlib's KMeans (k-means||) and GaussianMixture draw their initial centres with per-partition
+    generators seeded by the partition index, so their result follows the input's layout: the
+    number of files, the cluster, the row order. Here the rows are hash-partitioned into
+    ``ceil(n_rows / ROWS_PER_PARTITION)`` partitions by a hash of ``cols`` and sorted within
+    each by two such hashes: a fixed seed then gives the same model everywhere. It costs one
+    shuffle of ``cols``.
+    """
+    from pyspark.sql import functions as F
+
+    n = df.count() if n_rows is None else n_rows
+    parts = max(1, math.ceil(n / ROWS_PER_PARTITION))
+    keyed = df.withColumn("__layout1", F.xxhash64(F.lit("layout.1"), *cols)).withColumn(
+        "__layout2", F.xxhash64(F.lit("layout.2"), *cols)
+    )
+    return (
+        keyed.repartition(parts, "__layout1")
+        .sortWithinPartitions("__layout1", "__layout2")
+        .drop("__layout1", "__layout2")
+    )

@@ -1,0 +1,277 @@
+"""Every ``spark_jobs/*.py`` on the two-worker standalone cluster, compared with ``local[2]``.
+
+Each case prepares its input once with the test session, submits the same job with the same
+arguments to ``local[2]`` and to the cluster (executors import the package only from the
+``--py-files`` zip), proves from the event log and the master's JSON that the cluster run was a
+cluster application whose tasks ran in both workers' executors, and asserts that both runs wrote
+the same results: the same rows and cluster ids, the same eps, the same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from submit_support import event_logs, spark_submit, tail, tasks_per_executor
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.cluster]
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARK_JOBS = ROOT / "spark_jobs"
+RUN_DATE = "2026-11-01"
+
+#: summary keys that may differ between two runs of the same job (where, when, how long)
+VOLATILE = {
+    "run_id", "model_version", "elapsed_s", "started", "finished", "timings", "stages_s",
+    "assignments_path", "model_path", "report_path", "output", "paths", "spark", "tracking",
+    "created", "duration_s", "seconds", "config", "input_path", "output_path",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """One job on both masters: its script, its arguments (given the run's own output folder and
+    the shared input folder) and a function reading the results to compare."""
+
+    script: str
+    args: Callable[[Path, Path], list[str]]
+    results: Callable[[Any, Path, Any], dict[str, Any]]
+    setup: Callable[[Any, Path], Any] | None = None
+    stdout: tuple[str, ...] = field(default=())
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _scrub(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
+
+
+#: columns of written rows that name the run rather than the result
+RUN_COLUMNS = ("run_id", "model_version", "run_date")
+
+
+def _rows(spark: Any, path: Path) -> list[tuple]:
+    df = spark.read.parquet(str(path))
+    df = df.select(*[c for c in df.columns if c not in RUN_COLUMNS])
+    out = []
+    for row in df.collect():
+        out.append(tuple(tuple(v.toArray()) if hasattr(v, "toArray") else v for v in row))
+    return sorted(out, key=repr)
+
+
+def _features_input(spark: Any, data: Path) -> None:
+    from segment_data import blobs, write_features
+
+    ids, x, _ = blobs(60, seed=4)
+    write_features(spark, data / "features", ids, x)
+
+
+def _segment_config(reducer: str, clusterer: str) -> Callable[[Any, Path], Any]:
+    def setup(spark: Any, data: Path) -> None:
+        from segment_data import write_config
+
+        _features_input(spark, data)
+        write_config(data / "segment.toml", str(data / "features"), str(data / "unused"),
+                     reducer=reducer, clusterer=clusterer)  # fmt: skip
+
+    return setup
+
+
+def _segment_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    runs = out / "segments" / "runs" / f"run_date={RUN_DATE}"
+    summary = json.loads((runs / "summary.json").read_text())
+    assignments = out / "segments" / "assignments" / f"run_date={RUN_DATE}"
+    return {"summary": _scrub(summary), "rows": _rows(spark, assignments)}
+
+
+def _segment_args(data: Path, out: Path) -> list[str]:
+    return ["--config", str(data / "segment.toml"), "--output", str(out / "segments"),
+            "--run-date", RUN_DATE, "--gpu", "off"]  # fmt: skip
+
+
+def _generated(spark: Any, data: Path) -> None:
+    from spark_clustering.features.generate import generate_transactions
+
+    generate_transactions(spark, 300, str(data / "generated"), seed=3)
+
+
+def _prepare_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    report = json.loads((out / "prepared" / "preparation.json").read_text())
+    return {"report": _scrub(report), "rows": _rows(spark, out / "prepared" / "features")}
+
+
+def _scored_setup(spark: Any, data: Path) -> None:
+    """Features and a model fitted once (locally): both masters score with the same model."""
+    from segment_data import write_config
+    from spark_clustering.jobs.segment import run_segment
+    from spark_clustering.jobs.segment_config import load_config
+
+    _features_input(spark, data)
+    config = write_config(data / "segment.toml", str(data / "features"), str(data / "model"),
+                          reducer='algorithm = "umap"\nparams = { nComponents = 2, '
+                          "nNeighbors = 10, sampleSize = 150, seed = 3 }")  # fmt: skip
+    run_segment(spark, load_config(config, overrides={"run_date": RUN_DATE}))
+
+
+def _score_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    return {"rows": _rows(spark, out / "scored" / "run_date=2026-11-02")}
+
+
+def _sweep_setup(spark: Any, data: Path) -> None:
+    _features_input(spark, data)
+    (data / "sweep.toml").write_text(
+        f'run_date = "{RUN_DATE}"\n[input]\npath = "{data / "features"}"\n'
+        '[output]\npath = "unused"\nscatter_sample = 100\n'
+        '[search]\nreducers = [{ algorithm = "pca", params = { k = 2 } }]\n'
+        'clusterers = [{ algorithm = "kmeans", params = { k = [2, 3], seed = 1 } },\n'
+        '  { algorithm = "dbscan", params = { epsMultiple = [1.0, 2.0], minPoints = 5 } }]\n'
+    )
+
+
+def _sweep_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    board = [ln for ln in proc.stdout.splitlines() if ln.startswith(("sweep:", " ", "|"))]
+    best = _segment_results(spark, out, proc)
+    return {"board": board, **best}
+
+
+def _demo_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    lines = [ln for ln in proc.stdout.splitlines() if "clusters found" in ln or "Rand" in ln]
+    return {"lines": lines}
+
+
+CASES: dict[str, Case] = {
+    "prepare": Case(
+        "prepare_features",
+        lambda d, o: [
+            "--config",
+            str(ROOT / "examples" / "prepare.toml"),
+            "--input",
+            str(d / "generated" / "transactions"),
+            "--output",
+            str(o / "prepared"),
+            "--gpu",
+            "off",
+        ],
+        _prepare_results,
+        setup=_generated,
+    ),
+    "segment-umap-dbscan": Case(
+        "segment_customers",
+        _segment_args,
+        _segment_results,
+        setup=_segment_config(
+            'algorithm = "umap"\nparams = { nComponents = 2, nNeighbors = 10, sampleSize = 150,'
+            " seed = 3 }",
+            'algorithm = "dbscan"\nparams = { eps = "auto", minPoints = 5 }',
+        ),
+        stdout=("segment:",),
+    ),
+    "segment-pca-kmeans": Case(
+        "segment_customers",
+        _segment_args,
+        _segment_results,
+        setup=_segment_config(
+            'algorithm = "pca"\nparams = { k = 2 }',
+            'algorithm = "kmeans"\nparams = { k = 3, seed = 7 }',
+        ),
+    ),
+    "segment-gmm": Case(
+        "segment_customers",
+        _segment_args,
+        _segment_results,
+        setup=_segment_config(
+            'algorithm = "none"', 'algorithm = "gmm"\nparams = { k = 3, seed = 7 }'
+        ),
+    ),
+    "score": Case(
+        "score_customers",
+        lambda d, o: [
+            "--model",
+            str(d / "model"),
+            "--input",
+            str(d / "features"),
+            "--output",
+            str(o / "scored"),
+            "--run-date",
+            "2026-11-02",
+        ],
+        _score_results,
+        setup=_scored_setup,
+        stdout=("score:",),
+    ),
+    "sweep": Case(
+        "sweep",
+        lambda d, o: [
+            "--config",
+            str(d / "sweep.toml"),
+            "--output",
+            str(o / "segments"),
+            "--gpu",
+            "off",
+        ],
+        _sweep_results,
+        setup=_sweep_setup,
+        stdout=("sweep: 4 trials run",),
+    ),
+    "dbscan-demo": Case(
+        "dbscan_demo",
+        lambda d, o: ["--points", "3000", "--eps", "0.6", "--min-points", "10"],
+        _demo_results,
+        stdout=("clusters found:",),
+    ),
+}
+
+
+def test_every_job_script_runs_on_the_cluster() -> None:
+    scripts = {p.stem for p in SPARK_JOBS.glob("*.py") if not p.name.startswith("_")}
+    covered = {case.script for case in CASES.values()}
+    assert scripts <= covered, f"spark_jobs without a cluster case: {sorted(scripts - covered)}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_job_on_cluster_equals_local(
+    name: str, cluster, worker_python: str, pyfiles_zip: Path, spark, tmp_path: Path
+) -> None:
+    case = CASES[name]
+    data = tmp_path / "data"
+    data.mkdir()
+    if case.setup is not None:
+        case.setup(spark, data)
+    results = {}
+    for label, master in (("local", "local[2]"), ("cluster", cluster.master_url)):
+        out = tmp_path / label
+        out.mkdir()
+        events = tmp_path / f"events-{label}"
+        proc = spark_submit(SPARK_JOBS / f"{case.script}.py", case.args(data, out), pyfiles_zip,
+                            out, master=master, worker_python=worker_python,
+                            event_dir=events)  # fmt: skip
+        assert proc.returncode == 0, f"{name} on {label} failed:\n{tail(proc.stderr, 60)}"
+        for text in case.stdout:
+            assert text in proc.stdout, f"{name} on {label} did not print {text!r}"
+        (log,) = event_logs(events)
+        app_id, ran_on, tasks = tasks_per_executor(log)
+        assert ran_on == master, f"{name} on {label} ran on {ran_on!r}"
+        if label == "cluster":
+            assert "driver" not in tasks, f"tasks ran inside the driver: {dict(tasks)}"
+            assert len(tasks) >= 2, f"tasks ran in one executor only: {dict(tasks)}"
+            finished = {a["id"]: a["state"] for a in cluster.state()["completedapps"]}
+            assert finished.get(app_id) == "FINISHED", f"{app_id} not finished: {finished}"
+        else:
+            assert set(tasks) == {"driver"}, dict(tasks)
+        results[label] = case.results(spark, out, proc)
+    for key in results["local"]:
+        local, remote = results["local"][key], results["cluster"][key]
+        if isinstance(local, list):
+            diff = [(a, b) for a, b in zip(local, remote, strict=False) if a != b][:5]
+            assert local == remote, f"{key}: {len(local)} vs {len(remote)} rows; first diffs {diff}"
+        else:
+            diff = {k: (local.get(k), remote.get(k)) for k in local.keys() | remote.keys()
+                    if local.get(k) != remote.get(k)}  # fmt: skip
+            assert local == remote, f"{key} differs (local, cluster): {diff}"

@@ -1,0 +1,83 @@
+"""The same rows and seed give the same result whatever their layout: 1, 3 or 7 partitions, any
+row order. Every sample is drawn by a hash of the seed and the row (spark_clustering.sampling),
+and MLlib's seeded initialisations run on a layout that depends on the rows alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml.linalg import Vectors
+
+from segment_data import blobs
+
+pytestmark = pytest.mark.spark
+
+LAYOUTS = (1, 3, 7)
+
+
+@pytest.fixture(scope="module")
+def layouts(spark):
+    """The same 150 rows as three DataFrames: 1, 3 and 7 partitions, each in another order."""
+    ids, x, _ = blobs(50, seed=11)
+    frames = {}
+    for parts in LAYOUTS:
+        order = np.random.default_rng(parts).permutation(len(ids))
+        rows = [(int(ids[i]), Vectors.dense(x[i])) for i in order]
+        rdd = spark.sparkContext.parallelize(rows, parts)
+        frames[parts] = spark.createDataFrame(rdd, ["id", "features"]).cache()
+        assert frames[parts].rdd.getNumPartitions() == parts
+    return frames
+
+
+def _by_id(df, col: str) -> dict[int, object]:
+    return {r["id"]: r[col] for r in df.select("id", col).collect()}
+
+
+def _same_everywhere(results: dict[int, object]) -> None:
+    first = results[LAYOUTS[0]]
+    for parts in LAYOUTS[1:]:
+        assert results[parts] == first, f"{parts} partitions differ from 1 partition"
+
+
+def test_eps_sample_and_knee(layouts) -> None:
+    from spark_clustering import suggest_eps
+
+    # sampleSize below the row count: which rows are drawn decides the curve and the knee
+    graphs = {p: suggest_eps(df, k=5, sampleSize=60, seed=3) for p, df in layouts.items()}
+    _same_everywhere({p: (g.eps, tuple(g.distances)) for p, g in graphs.items()})
+
+
+def test_umap_fit_sample_and_embedding(layouts) -> None:
+    from spark_clustering import UMAP
+
+    models = {
+        p: UMAP(nComponents=2, nNeighbors=8, sampleSize=90, seed=3).fit(df)
+        for p, df in layouts.items()
+    }
+    _same_everywhere({p: m.trainingSample.tobytes() for p, m in models.items()})
+    _same_everywhere({p: m.embedding.tobytes() for p, m in models.items()})
+    _same_everywhere(
+        {p: _by_id(models[p].transform(df), "umap_features") for p, df in layouts.items()}
+    )
+
+
+def test_kmeans_and_gmm_initialisation(layouts) -> None:
+    from spark_clustering import GaussianMixture, KMeans
+
+    for est in (KMeans(k=3, seed=7, initSteps=2), GaussianMixture(k=3, seed=7)):
+        models = {p: est.copy().fit(df) for p, df in layouts.items()}
+        _same_everywhere({p: _by_id(m.transform(df), "cluster") for p, (df, m) in
+                          ((p, (layouts[p], models[p])) for p in LAYOUTS)})  # fmt: skip
+
+
+def test_dbscan_and_metrics(layouts) -> None:
+    from spark_clustering import DBSCAN, evaluate
+
+    labelled = {p: DBSCAN(eps=1.0, minPoints=5).fit(df).transform(df) for p, df in layouts.items()}
+    _same_everywhere({p: _by_id(df, "cluster") for p, df in labelled.items()})
+    # silhouette on a sample smaller than the data: the same rows, the same estimate
+    scores = {
+        p: evaluate(df, sampleSize=40, repeats=2, seed=5, metrics=["silhouette"])
+        for p, df in labelled.items()
+    }
+    _same_everywhere({p: repr(sorted(s.items())) for p, s in scores.items()})
