@@ -83,10 +83,11 @@ def read_input(spark: SparkSession, spec: InputSpec) -> DataFrame:
     """Read the input as the spec says; ``ValueError`` if the path is missing or unreadable.
 
     Parquet timestamps of any unit are read as timestamps. Spark 3.5 refuses nanosecond ones
-    (pandas' default through pyarrow); when it does, the session is switched to
+    (pandas' default through pyarrow), so the footer of the first data file is read first; when
+    it has nanosecond columns the session is switched to
     ``spark.sql.legacy.parquet.nanosAsLong=true`` (left on: Spark reads the setting when the
-    scan runs, not here), the file footer tells which columns hold nanoseconds, and those are
-    converted back to timestamps (truncated to microseconds, Spark's precision).
+    scan runs, not here) and those columns, read as longs, are converted back to timestamps
+    (truncated to microseconds, Spark's precision).
     """
     from pyspark.errors import AnalysisException
 
@@ -98,21 +99,28 @@ def read_input(spark: SparkSession, spec: InputSpec) -> DataFrame:
     if spec.format == "csv":
         options.setdefault("header", "true")
         options.setdefault("inferSchema", "false")  # read as text; check numbers ourselves
-    reader = spark.read.format(spec.format).options(**options)
+    nanos = parquet_nanos_columns(spark, spec.path) if spec.format == "parquet" else {}
+    if nanos:
+        log.info("input.path=%r: nanosecond timestamps %s read as longs and converted",
+                 spec.path, sorted(nanos))  # fmt: skip
+        spark.conf.set(NANOS_AS_LONG, "true")
     try:
-        return reader.load(spec.path)
+        df = spark.read.format(spec.format).options(**options).load(spec.path)
     except AnalysisException as exc:
         first = str(exc).splitlines()[0][:300]
         raise ValueError(
             f"input.path={spec.path!r} could not be read as {spec.format}: {first}"
         ) from None
     except Exception as exc:  # a Py4JJavaError from the schema inference job
-        if spec.format != "parquet" or NANOS_MARKER not in str(exc):
+        if NANOS_MARKER not in str(exc):
             raise
-    log.info("input.path=%r has nanosecond timestamps: read as longs and converted", spec.path)
-    spark.conf.set(NANOS_AS_LONG, "true")
-    df = reader.load(spec.path)
-    return _nanos_to_timestamps(spark, df, parquet_nanos_columns(spark, spec.path))
+        # only when files disagree: the first one had no nanosecond column, another has
+        raise ValueError(
+            f"input.path={spec.path!r} has files with nanosecond timestamps where the first "
+            "file has none; rewrite them with one schema (pandas: df.to_parquet(..., "
+            "coerce_timestamps='us'))"
+        ) from None
+    return _nanos_to_timestamps(spark, df, nanos)
 
 
 NANOS_MARKER = "TIMESTAMP(NANOS"
@@ -123,28 +131,35 @@ def parquet_nanos_columns(spark: SparkSession, path: str) -> dict[str, bool]:
     """Top-level columns of nanosecond timestamp type in the first Parquet file under ``path``.
 
     Maps each name to the footer's ``isAdjustedToUTC`` (true: an instant; false: a wall-clock
-    time). Read through Hadoop on the JVM gateway, so any Hadoop path works.
+    time). Read through Hadoop on the JVM gateway, so any Hadoop path works; hidden files and
+    folders (``_SUCCESS``, ``_temporary``, ``.crc``) are skipped, as Spark skips them. Empty
+    when no file is found or its footer cannot be read (Spark's own read then says why).
     """
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     root = jvm.org.apache.hadoop.fs.Path(path)
-    fs = root.getFileSystem(conf)
-    found = None
-    files = fs.listFiles(root, True)
-    while files.hasNext():
-        status = files.next()
-        name = str(status.getPath().getName())
-        if not name.startswith(("_", ".")) and status.getLen() > 0:
-            found = status.getPath()
-            break
-    if found is None:
-        return {}
-    input_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(found, conf)
-    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(input_file)
     try:
-        schema = reader.getFooter().getFileMetaData().getSchema()
-    finally:
-        reader.close()
+        fs = root.getFileSystem(conf)
+        root_len = len(str(fs.makeQualified(root).toUri().getPath()).rstrip("/"))
+        found = None
+        files = fs.listFiles(root, True)
+        while files.hasNext():
+            status = files.next()
+            rel = str(status.getPath().toUri().getPath())[root_len:]
+            if status.getLen() > 0 and not any(p[:1] in "_." for p in rel.split("/") if p):
+                found = status.getPath()
+                break
+        if found is None:
+            return {}
+        input_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(found, conf)
+        reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(input_file)
+        try:
+            schema = reader.getFooter().getFileMetaData().getSchema()
+        finally:
+            reader.close()
+    except Exception as exc:  # not Parquet, unreadable: Spark's read reports it properly
+        log.debug("could not read a Parquet footer under %r: %s", path, str(exc)[:200])
+        return {}
     out: dict[str, bool] = {}
     for fld in schema.getFields():
         note = fld.getLogicalTypeAnnotation() if fld.isPrimitive() else None
