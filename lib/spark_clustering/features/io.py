@@ -461,9 +461,10 @@ def validate_input(
         if n_bad:
             report.non_numeric[col] = n_bad
         if bad_input.non_numeric == "error" and n_bad:
+            parsed = _as_number(df, col) if kind == "numeric" else typed[col]
             examples = [
                 r[0]
-                for r in df.where(F.col(col).isNotNull() & typed[col].isNull())
+                for r in df.where(F.col(col).isNotNull() & parsed.isNull())
                 .select(F.col(col).cast("string"))
                 .limit(5)
                 .collect()
