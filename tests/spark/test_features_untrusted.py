@@ -186,7 +186,7 @@ def untrusted() -> pd.DataFrame:
     return _transactions()
 
 
-def test_every_count_of_the_job_report_matches_a_hand_count(untrusted, tmp_path):
+def test_every_count_of_the_job_report_matches_a_hand_count(spark, untrusted, tmp_path):
     """pandas' default Parquet (nanosecond timestamps) through the job: report.json and
     preparation.json say exactly what a pandas count of the same file says."""
     data = tmp_path / "tx.parquet"
