@@ -145,3 +145,44 @@ def test_load_spec_errors_are_value_errors(tmp_path):
 def test_with_paths_overrides():
     spec = parse_spec(_minimal()).with_paths("s3://b/in/", "s3://b/out/")
     assert spec.input.path == "s3://b/in/" and spec.output.path == "s3://b/out/"
+
+
+def test_untrusted_transaction_rules_default_to_counted_drops():
+    spec = parse_spec(_minimal())
+    assert spec.bad_input.future_timestamps == "drop"
+    assert spec.bad_input.duplicate_transactions == "drop"
+    assert spec.transactions.transaction_id_col is None  # transaction_id when present
+    spec = parse_spec(
+        _minimal(
+            bad_input={"future_timestamps": "clip", "duplicate_transactions": "keep"},
+            transactions={"transaction_id_col": ""},
+        )
+    )
+    assert spec.bad_input.future_timestamps == "clip"
+    assert spec.bad_input.duplicate_transactions == "keep"
+    assert spec.transactions.transaction_id_col == ""
+
+
+def test_untrusted_transaction_rules_are_checked_at_load(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[input]\npath = "in"\nid_col = "cid"\n[output]\npath = "out"\n'
+        '[transactions]\ntransaction_id_col = "cid"\n'
+        '[bad_input]\nfuture_timestamps = "ignore"\nduplicate_transactions = 1\n'
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec(str(config))
+    text = str(err.value)
+    assert "bad_input.future_timestamps='ignore' is not valid; accepted: error, drop, clip" in text
+    assert "bad_input.duplicate_transactions=1 has the wrong type; accepted: str" in text
+    assert "transactions.transaction_id_col='cid' is the customer id column" in text
+
+
+def test_example_and_default_specs_state_the_untrusted_rules():
+    defaults = EXAMPLE.parents[1] / "lib" / "spark_clustering" / "jobs" / "defaults"
+    for path in (EXAMPLE, defaults / "prepare.toml"):
+        text = path.read_text()
+        spec = load_spec(str(path))
+        assert 'future_timestamps = "drop"' in text and spec.bad_input.future_timestamps == "drop"
+        assert 'duplicate_transactions = "drop"' in text
+        assert spec.transactions.transaction_id_col == "transaction_id"

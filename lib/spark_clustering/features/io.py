@@ -12,6 +12,7 @@ Checks run in this order, so that a wrong spec or input fails before any heavy w
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import logging
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from .spec import InputSpec, PreparationSpec, RangeRule
+from .aggregate import parse_timestamp
+from .parquet import NANOS_AS_LONG, NANOS_MARKER, nanos_to_timestamps, parquet_nanos_columns
+from .spec import DEFAULT_TRANSACTION_ID, InputSpec, PreparationSpec, RangeRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -41,11 +44,22 @@ log = logging.getLogger(__name__)
 
 #: What a column is used as, and the Spark types accepted for it.
 COLUMN_KINDS = ("id", "numeric", "timestamp", "string")
+DUPLICATE_COL = "__duplicate"
 
 
 @dataclass
 class InputReport:
-    """What reading and checking the input found and did (saved in the report)."""
+    """What reading and checking the input found and did (saved in the report).
+
+    ``rows_read`` counts every input row and ``duplicate_rows_dropped`` the duplicate
+    transactions among them (the column compared is ``duplicate_key``; ``None`` when not
+    checked). The other counts are over the rows left after that, each rule on its own:
+    ``non_numeric`` (text that is not a number or timestamp), ``non_finite`` (NaN, inf),
+    ``null_ids``, ``range_violations``, ``future_timestamps`` (rows after the cutoff, the latest
+    timestamp seen, the cutoff and where it came from). ``rows_kept`` is the rows no rule
+    dropped (for a per-customer table, after ``duplicate_ids``); ``max_timestamp`` the latest
+    timestamp of a kept row, the default reference date.
+    """
 
     rows_read: int = 0
     rows_kept: int = 0
@@ -55,6 +69,9 @@ class InputReport:
     all_null_dropped: list[str] = field(default_factory=list)
     duplicate_ids: int = 0
     duplicate_rows_dropped: int = 0
+    duplicate_key: str | None = None
+    non_finite: dict[str, int] = field(default_factory=dict)
+    future_timestamps: dict[str, Any] = field(default_factory=dict)
     max_timestamp: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,7 +81,15 @@ class InputReport:
 
 
 def read_input(spark: SparkSession, spec: InputSpec) -> DataFrame:
-    """Read the input as the spec says; ``ValueError`` if the path is missing or unreadable."""
+    """Read the input as the spec says; ``ValueError`` if the path is missing or unreadable.
+
+    Parquet timestamps of any unit are read as timestamps. Spark 3.5 refuses nanosecond ones
+    (pandas' default through pyarrow), so the footer of the first data file is read first; when
+    it has nanosecond columns the session is switched to
+    ``spark.sql.legacy.parquet.nanosAsLong=true`` (left on: Spark reads the setting when the
+    scan runs, not here) and those columns, read as longs, are converted back to timestamps
+    (truncated to microseconds, Spark's precision).
+    """
     from pyspark.errors import AnalysisException
 
     from spark_clustering.jobs.io import path_exists
@@ -75,13 +100,28 @@ def read_input(spark: SparkSession, spec: InputSpec) -> DataFrame:
     if spec.format == "csv":
         options.setdefault("header", "true")
         options.setdefault("inferSchema", "false")  # read as text; check numbers ourselves
+    nanos = parquet_nanos_columns(spark, spec.path) if spec.format == "parquet" else {}
+    if nanos:
+        log.info("input.path=%r: nanosecond timestamps %s read as longs and converted",
+                 spec.path, sorted(nanos))  # fmt: skip
+        spark.conf.set(NANOS_AS_LONG, "true")
     try:
-        return spark.read.format(spec.format).options(**options).load(spec.path)
+        df = spark.read.format(spec.format).options(**options).load(spec.path)
     except AnalysisException as exc:
         first = str(exc).splitlines()[0][:300]
         raise ValueError(
             f"input.path={spec.path!r} could not be read as {spec.format}: {first}"
         ) from None
+    except Exception as exc:  # a Py4JJavaError from the schema inference job
+        if NANOS_MARKER not in str(exc):
+            raise
+        # only when files disagree: the first one had no nanosecond column, another has
+        raise ValueError(
+            f"input.path={spec.path!r} has files with nanosecond timestamps where the first "
+            "file has none; rewrite them with one schema (pandas: df.to_parquet(..., "
+            "coerce_timestamps='us'))"
+        ) from None
+    return nanos_to_timestamps(spark, df, nanos)
 
 
 def required_columns(spec: PreparationSpec) -> dict[str, str]:
@@ -140,10 +180,15 @@ def check_columns(df: DataFrame, need: dict[str, str], where: str = "the input")
 
 
 def _as_number(df: DataFrame, col: str) -> Column:
+    """The column parsed as a double: null where text is not a number; NaN and inf kept."""
     dtype = df.schema[col].dataType
     if isinstance(dtype, StringType):
         return F.trim(F.col(col)).cast("double")
     return F.col(col).cast("double")
+
+
+def _non_finite(value: Column) -> Column:
+    return F.isnan(value) | (F.abs(value) == F.lit(float("inf")))
 
 
 def _as_timestamp(df: DataFrame, col: str, fmt: str | None) -> Column:
@@ -156,11 +201,16 @@ def _as_timestamp(df: DataFrame, col: str, fmt: str | None) -> Column:
 
 
 def typed_columns(df: DataFrame, need: dict[str, str], timestamp_format: str | None) -> dict:
-    """Column -> the typed expression (double, timestamp or string) for each needed column."""
+    """Column -> the typed expression (double, timestamp or string) for each needed column.
+
+    Numbers that are NaN or infinite come out null: they are counted apart (``non_finite``)
+    and never reach a range rule, where NaN would compare above every bound.
+    """
     out: dict[str, Column] = {}
     for col, kind in need.items():
         if kind == "numeric":
-            out[col] = _as_number(df, col)
+            value = _as_number(df, col)
+            out[col] = F.when(~_non_finite(value), value)
         elif kind == "timestamp":
             out[col] = _as_timestamp(df, col, timestamp_format)
         elif kind == "string":
@@ -176,53 +226,186 @@ def _rule_masks(rule: RangeRule, value: Column) -> tuple[Column, Column]:
     return below, above
 
 
+def _outside(rule: RangeRule, value: Column) -> Column:
+    below, above = _rule_masks(rule, value)
+    return F.coalesce(below, F.lit(False)) | F.coalesce(above, F.lit(False))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _iso(micros: int | None) -> str | None:
+    """Epoch microseconds as a UTC ISO timestamp without offset (how dates are saved here)."""
+    if micros is None:
+        return None
+    return (_EPOCH + dt.timedelta(microseconds=int(micros))).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def duplicate_key(df: DataFrame, spec: PreparationSpec) -> str | None:
+    """The column duplicate transactions share, or ``None`` to compare whole rows."""
+    col = spec.transactions.transaction_id_col
+    if col is None:  # not set: the usual name when the input has it
+        col = DEFAULT_TRANSACTION_ID if DEFAULT_TRANSACTION_ID in df.columns else ""
+    return col or None
+
+
+def duplicate_mask(df: DataFrame, key: str | None, order: list[str]) -> Column:
+    """True on every row but one of each group of duplicates.
+
+    With ``key``, rows sharing a non-null key are duplicates and the one kept sorts first on
+    ``order`` (nulls last): the same row whatever the partitioning or file order. Without it,
+    rows equal in every column are duplicates (maps compared as JSON: they cannot be grouped).
+    """
+    from pyspark.sql import Window
+
+    if key is not None:
+        w = Window.partitionBy(F.col(key)).orderBy(*[F.col(c).asc_nulls_last() for c in order])
+        return F.col(key).isNotNull() & (F.row_number().over(w) > 1)
+    cols = [
+        F.to_json(F.col(c)) if isinstance(df.schema[c].dataType, MapType) else F.col(c)
+        for c in df.columns
+    ]
+    # the rows of a group are identical, so which one is numbered 1 cannot matter
+    w = Window.partitionBy(*cols).orderBy(*cols)
+    return F.row_number().over(w) > 1
+
+
 def validate_input(
-    df: DataFrame, spec: PreparationSpec
+    df: DataFrame,
+    spec: PreparationSpec,
+    *,
+    reference_date: str | None = None,
+    now: dt.datetime | None = None,
 ) -> tuple[DataFrame, InputReport, list[str]]:
     """Type, count and handle bad input as ``[bad_input]`` chooses.
 
     Returns the typed DataFrame of the needed columns with the bad rows handled, the report,
     and the numeric/categorical feature columns that were dropped for being entirely null.
     One aggregate pass counts everything; a second query fetches a few examples for an error.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The raw input.
+    spec : PreparationSpec
+    reference_date : str, optional
+        The date recency will be measured to, when it is known before reading (reapplying a
+        saved preparation); default ``spec.transactions.reference_date``. Transactions after it
+        are future ones; without any, those after ``now`` are.
+    now : datetime, optional
+        The run date (default: the current time, UTC).
+
+    Notes
+    -----
+    Transactions are first de-duplicated (``bad_input.duplicate_transactions``); every other
+    count is over the rows left, each rule counting on its own (a row can be in two counts).
+    ``rows_kept`` is the rows that no rule dropped.
     """
     need = required_columns(spec)
-    check_columns(df, need, f"input.path={spec.input.path!r}")
+    transactions = spec.input.kind == "transactions"
+    checked = dict(need)
+    if transactions and spec.transactions.transaction_id_col:  # named: it must be there
+        checked.setdefault(spec.transactions.transaction_id_col, "id")
+    check_columns(df, checked, f"input.path={spec.input.path!r}")
+    bad_input = spec.bad_input
     typed = typed_columns(df, need, spec.input.timestamp_format)
     id_col = spec.input.id_col
     raw_cols = list(need)
-    aggs: list[Column] = [F.count(F.lit(1)).alias("__rows")]
+    report = InputReport()
+
+    dedup = transactions and bad_input.duplicate_transactions != "keep"
+    key = duplicate_key(df, spec) if dedup else None
+    if dedup:
+        report.duplicate_key = key or "all columns"
+        df = df.withColumn(DUPLICATE_COL, duplicate_mask(df, key, raw_cols))
+        live = ~F.col(DUPLICATE_COL)
+    else:
+        live = F.lit(True)
+
+    def on(value: Column) -> Column:  # counts are over the rows that are not duplicates
+        return F.when(live, value)
+
+    aggs: list[Column] = [F.count(F.lit(1)).alias("__rows"), F.count(on(F.lit(1))).alias("__live")]
     for col, kind in need.items():
-        aggs.append(F.count(typed[col]).alias(f"{col}__nonnull"))
+        aggs.append(F.count(on(typed[col])).alias(f"{col}__nonnull"))
+        parsed = _as_number(df, col) if kind == "numeric" else typed[col]
         if kind in ("numeric", "timestamp"):
-            bad = F.col(col).isNotNull() & typed[col].isNull()
-            aggs.append(F.sum(bad.cast("long")).alias(f"{col}__bad"))
-    ts_col = spec.transactions.timestamp_col if spec.input.kind == "transactions" else None
-    if ts_col and ts_col in need:
-        aggs.append(F.max(typed[ts_col]).alias("__max_ts"))
-    for i, rule in enumerate(spec.bad_input.ranges):
+            bad = F.col(col).isNotNull() & parsed.isNull()
+            aggs.append(F.sum(on(bad.cast("long"))).alias(f"{col}__bad"))
+        if kind == "numeric":
+            aggs.append(F.sum(on(_non_finite(parsed).cast("long"))).alias(f"{col}__nonfinite"))
+    kept = F.col(id_col).isNotNull()
+    ts_col = spec.transactions.timestamp_col if transactions else None
+    if ts_col not in need:
+        ts_col = None
+    explicit_ref = reference_date or spec.transactions.reference_date
+    if explicit_ref:
+        cutoff = parse_timestamp(explicit_ref)
+    else:
+        cutoff = now or dt.datetime.now(dt.timezone.utc)
+        cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=dt.timezone.utc)
+    future_action = bad_input.future_timestamps
+    if ts_col:
+        ts = typed[ts_col]
+        future = F.coalesce(ts > F.lit(cutoff), F.lit(False))
+        aggs.append(F.sum(on(future.cast("long"))).alias("__future"))
+        aggs.append(F.max(on(F.unix_micros(ts))).alias("__latest"))
+        if future_action == "drop":
+            kept = kept & ~future
+    for i, rule in enumerate(bad_input.ranges):
         below, above = _rule_masks(rule, typed[rule.column])
-        aggs.append(F.sum(below.cast("long")).alias(f"__r{i}_below"))
-        aggs.append(F.sum(above.cast("long")).alias(f"__r{i}_above"))
-    stats = df.select(*raw_cols).agg(*aggs).first()
+        aggs.append(F.sum(on(below.cast("long"))).alias(f"__r{i}_below"))
+        aggs.append(F.sum(on(above.cast("long"))).alias(f"__r{i}_above"))
+        if rule.action == "drop":
+            kept = kept & ~_outside(rule, typed[rule.column])
+    kept = live & kept
+    aggs.append(F.sum(F.when(kept, 1).otherwise(0)).alias("__kept"))
+    if ts_col:
+        # the default reference date: the latest timestamp of a kept row, never a future one
+        kept_ts = F.least(typed[ts_col], F.lit(cutoff)) if future_action == "clip" else ts
+        aggs.append(F.max(F.when(kept, F.unix_micros(kept_ts))).alias("__max_ts"))
+    stats = df.agg(*aggs).first()
     assert stats is not None
-    report = InputReport(rows_read=int(stats["__rows"]))
+    report.rows_read = int(stats["__rows"])
+    report.rows_kept = int(stats["__kept"] or 0)
     if report.rows_read == 0:
         raise ValueError(f"input.path={spec.input.path!r} has no rows")
-    if ts_col and ts_col in need and stats["__max_ts"] is not None:
-        report.max_timestamp = stats["__max_ts"].isoformat(sep=" ")
+    if ts_col:
+        report.max_timestamp = _iso(stats["__max_ts"])
 
-    # values that are not numbers / timestamps
+    # duplicate transactions
+    n_dup = report.rows_read - int(stats["__live"])
+    if n_dup:
+        what = f"the same {key!r}" if key else "identical in every column"
+        if bad_input.duplicate_transactions == "error":
+            dups = df.where(F.col(DUPLICATE_COL))
+            examples = (
+                [r[0] for r in dups.select(key).distinct().orderBy(key).limit(5).collect()]
+                if key
+                else [r.asDict() for r in dups.drop(DUPLICATE_COL).limit(2).collect()]
+            )
+            raise ValueError(
+                f"{n_dup} duplicate transaction row(s) ({what}), e.g. {examples}; fix the "
+                "input or set bad_input.duplicate_transactions = 'drop' (or 'keep')"
+            )
+        report.duplicate_rows_dropped = n_dup
+        log.warning("dropped %d duplicate transaction row(s) (%s)", n_dup, what)
+
+    # values that are not numbers / timestamps, and numbers that are NaN or infinite
     for col, kind in need.items():
         if kind not in ("numeric", "timestamp"):
             continue
         n_bad = int(stats[f"{col}__bad"] or 0)
-        if n_bad == 0:
-            continue
-        report.non_numeric[col] = n_bad
-        if spec.bad_input.non_numeric == "error":
+        n_inf = int(stats[f"{col}__nonfinite"] or 0) if kind == "numeric" else 0
+        if n_inf:
+            report.non_finite[col] = n_inf
+        if n_bad:
+            report.non_numeric[col] = n_bad
+        if bad_input.non_numeric == "error" and n_bad:
+            parsed = _as_number(df, col) if kind == "numeric" else typed[col]
             examples = [
                 r[0]
-                for r in df.where(F.col(col).isNotNull() & typed[col].isNull())
+                for r in df.where(F.col(col).isNotNull() & parsed.isNull())
                 .select(F.col(col).cast("string"))
                 .limit(5)
                 .collect()
@@ -232,7 +415,15 @@ def validate_input(
                 f"column {col!r} has {n_bad} value(s) that are not {what}, e.g. {examples}; "
                 "fix the input or set bad_input.non_numeric = 'null' to treat them as missing"
             )
-        log.warning("column %r: %d non-%s value(s) treated as missing", col, n_bad, kind)
+        if bad_input.non_numeric == "error" and n_inf:
+            raise ValueError(
+                f"column {col!r} has {n_inf} NaN or infinite value(s); fix the input or set "
+                "bad_input.non_numeric = 'null' to treat them as missing"
+            )
+        if n_bad:
+            log.warning("column %r: %d non-%s value(s) treated as missing", col, n_bad, kind)
+        if n_inf:
+            log.warning("column %r: %d NaN or infinite value(s) treated as missing", col, n_inf)
 
     # entirely null columns
     dropped: list[str] = []
@@ -240,7 +431,7 @@ def validate_input(
     for col in need:
         if int(stats[f"{col}__nonnull"]) > 0:
             continue
-        if col in feature_cols and spec.bad_input.all_null == "drop":
+        if col in feature_cols and bad_input.all_null == "drop":
             log.warning("column %r is entirely null: dropped from the features", col)
             dropped.append(col)
             continue
@@ -254,12 +445,14 @@ def validate_input(
         )
     report.all_null_dropped = dropped
 
+    if dedup:
+        df = df.where(live)
     out = df.select(*[typed[c].alias(c) for c in raw_cols if c not in dropped])
     # null ids
-    n_null_ids = report.rows_read - int(stats[f"{id_col}__nonnull"])
+    n_null_ids = int(stats["__live"]) - int(stats[f"{id_col}__nonnull"])
     if n_null_ids:
         report.null_ids = n_null_ids
-        if spec.bad_input.null_ids == "error":
+        if bad_input.null_ids == "error":
             raise ValueError(
                 f"id column {id_col!r} is null in {n_null_ids} row(s); fix the input or set "
                 "bad_input.null_ids = 'drop'"
@@ -267,8 +460,36 @@ def validate_input(
         log.warning("dropped %d row(s) with a null %r", n_null_ids, id_col)
         out = out.where(F.col(id_col).isNotNull())
 
+    # timestamps after the reference date (or the run date)
+    if ts_col:
+        n_future = int(stats["__future"] or 0)
+        report.future_timestamps = {
+            "rows": n_future,
+            "latest": _iso(stats["__latest"]),
+            "cutoff": _iso(int((cutoff - _EPOCH) / dt.timedelta(microseconds=1))),
+            "cutoff_from": "reference_date" if explicit_ref else "run date",
+            "action": future_action,
+        }
+        if n_future:
+            after = report.future_timestamps
+            text = (
+                f"column {ts_col!r} has {n_future} timestamp(s) after the "
+                f"{after['cutoff_from']} {after['cutoff']}, the latest {after['latest']}"
+            )
+            if future_action == "error":
+                raise ValueError(
+                    f"{text}; fix the input or set bad_input.future_timestamps = 'drop' or 'clip'"
+                )
+            log.warning("%s: %s", text, "rows dropped" if future_action == "drop" else "clipped")
+            ts = F.col(ts_col)
+            if future_action == "drop":
+                out = out.where(ts.isNull() | (ts <= F.lit(cutoff)))
+            else:
+                clipped_ts = F.when(ts > F.lit(cutoff), F.lit(cutoff)).otherwise(ts)
+                out = out.withColumn(ts_col, clipped_ts)
+
     # range rules
-    for i, rule in enumerate(spec.bad_input.ranges):
+    for i, rule in enumerate(bad_input.ranges):
         if rule.column in dropped:
             continue
         n_below = int(stats[f"__r{i}_below"] or 0)
@@ -301,7 +522,7 @@ def validate_input(
         value = F.col(rule.column)
         below, above = _rule_masks(rule, value)
         if rule.action == "drop":
-            out = out.where(~(F.coalesce(below, F.lit(False)) | F.coalesce(above, F.lit(False))))
+            out = out.where(~_outside(rule, value))
         elif rule.action == "null":
             out = out.withColumn(rule.column, F.when(below | above, F.lit(None)).otherwise(value))
         else:
@@ -335,10 +556,12 @@ def handle_duplicate_ids(df: DataFrame, id_col: str, action: str, report: InputR
         )
     if action == "drop":
         report.duplicate_rows_dropped = n_rows
+        report.rows_kept -= n_rows
         log.warning("dropped all %d rows of %d duplicated id(s) in %r", n_rows, n_ids, id_col)
         dup = counts.select(id_col)
         return df.join(dup, on=id_col, how="left_anti")
     report.duplicate_rows_dropped = n_rows - n_ids
+    report.rows_kept -= n_rows - n_ids
     log.warning("kept one row of each of %d duplicated id(s) in %r", n_ids, id_col)
     # deterministic: the row that sorts first on every column, nulls last
     order = [F.col(c).asc_nulls_last() for c in df.columns if c != id_col]

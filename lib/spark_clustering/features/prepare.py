@@ -122,7 +122,10 @@ def customer_table(
     and the numeric and categorical feature column names.
     """
     raw = read_input(spark, spec.input) if df is None else df
-    typed, report, dropped = validate_input(raw, spec)
+    # a known reference date is also the cutoff of future transactions (else the run date)
+    typed, report, dropped = validate_input(
+        raw, spec, reference_date=reference_date or spec.transactions.reference_date
+    )
     passthrough = ColumnsSpec(
         numeric=tuple(c for c in spec.columns.numeric if c not in dropped),
         categorical=tuple(c for c in spec.columns.categorical if c not in dropped),

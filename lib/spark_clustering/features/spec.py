@@ -49,6 +49,10 @@ NULL_ID_ACTIONS = ("error", "drop")
 DUPLICATE_ID_ACTIONS = ("error", "keep_one", "drop")
 ALL_NULL_ACTIONS = ("error", "drop")
 RANGE_ACTIONS = ("error", "drop", "clip", "null")
+FUTURE_ACTIONS = ("error", "drop", "clip")
+DUPLICATE_TRANSACTION_ACTIONS = ("error", "drop", "keep")
+#: the transaction id column used for de-duplication when the spec names none and the input has it
+DEFAULT_TRANSACTION_ID = "transaction_id"
 
 
 class SpecError(ProblemsError):
@@ -83,6 +87,9 @@ class TransactionsSpec:
     reference_date: str | None = None
     categories: tuple[str, ...] | None = None
     max_categories: int = 50
+    #: duplicate transactions share this id; None: ``transaction_id`` when the input has that
+    #: column, else whole rows; "": always whole rows
+    transaction_id_col: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ class BadInputSpec:
     duplicate_ids: str = "error"
     all_null: str = "error"
     ranges: tuple[RangeRule, ...] = ()
+    future_timestamps: str = "drop"
+    duplicate_transactions: str = "drop"
 
 
 @dataclass(frozen=True)
@@ -315,7 +324,7 @@ def parse_spec(data: Mapping[str, Any], source: str | None = None) -> Preparatio
 
     tx_keys = (
         "timestamp_col", "amount_col", "category_col", "channel_col", "aggregates",
-        "reference_date", "categories", "max_categories",
+        "reference_date", "categories", "max_categories", "transaction_id_col",
     )  # fmt: skip
     t = r.table(data, "transactions", tx_keys)
     aggregates = r.strings(t, "transactions", "aggregates", AGGREGATES)
@@ -353,7 +362,14 @@ def parse_spec(data: Mapping[str, Any], source: str | None = None) -> Preparatio
         reference_date=ref,
         categories=categories,
         max_categories=max_categories,
+        transaction_id_col=r.get(t, "transactions", "transaction_id_col", str, None),
     )
+    if trans.transaction_id_col and trans.transaction_id_col == inp.id_col:
+        r.problems.append(
+            f"transactions.transaction_id_col={trans.transaction_id_col!r} is the customer id "
+            "column; accepted: the column that identifies one transaction, or '' to compare "
+            "whole rows"
+        )
     if "category_shares" in aggregates and not trans.category_col:
         r.problems.append("transactions.aggregates has 'category_shares' but category_col is empty")
     if "distinct_channels" in aggregates and not trans.channel_col:
@@ -391,9 +407,11 @@ def parse_spec(data: Mapping[str, Any], source: str | None = None) -> Preparatio
 
 
 def _parse_bad_input(r: _Reader, data, inp: InputSpec, trans: TransactionsSpec) -> BadInputSpec:
-    t = r.table(
-        data, "bad_input", ("non_numeric", "null_ids", "duplicate_ids", "all_null", "ranges")
-    )
+    keys = (
+        "non_numeric", "null_ids", "duplicate_ids", "all_null", "ranges", "future_timestamps",
+        "duplicate_transactions",
+    )  # fmt: skip
+    t = r.table(data, "bad_input", keys)
     rules: list[RangeRule] = []
     ranges = t.get("ranges")
     if ranges is None and inp.kind == "transactions":
@@ -424,6 +442,10 @@ def _parse_bad_input(r: _Reader, data, inp: InputSpec, trans: TransactionsSpec) 
         duplicate_ids=r.choice(t, "bad_input", "duplicate_ids", DUPLICATE_ID_ACTIONS, "error"),
         all_null=r.choice(t, "bad_input", "all_null", ALL_NULL_ACTIONS, "error"),
         ranges=tuple(rules),
+        future_timestamps=r.choice(t, "bad_input", "future_timestamps", FUTURE_ACTIONS, "drop"),
+        duplicate_transactions=r.choice(
+            t, "bad_input", "duplicate_transactions", DUPLICATE_TRANSACTION_ACTIONS, "drop"
+        ),
     )
 
 
@@ -560,7 +582,8 @@ def _check_feature_names(r: _Reader, spec: PreparationSpec) -> None:
                 )
     if spec.input.kind == "transactions":
         t = spec.transactions
-        used = [t.timestamp_col, t.amount_col, t.category_col, t.channel_col, spec.input.id_col]
+        used = [t.timestamp_col, t.amount_col, t.category_col, t.channel_col, spec.input.id_col,
+                t.transaction_id_col]  # fmt: skip
         clash = [c for c in (*spec.columns.numeric, *spec.columns.categorical) if c in used]
         if clash:
             r.problems.append(
