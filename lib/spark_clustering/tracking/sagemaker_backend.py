@@ -67,6 +67,10 @@ def _error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+#: botocore timeouts (seconds) of the tracking clients; attempts are ``max_attempts`` (default 5)
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 #: (client id, logical experiment) -> [shard index, shard name, trials counted in it]
@@ -116,6 +120,10 @@ def _client(service: str, config: TrackingConfig) -> Any:
                 service,
                 endpoint_url=config.endpoint_url,
                 config=Config(
+                    # an endpoint that is down or silent must cost seconds: botocore's default
+                    # 60 s connect and read timeouts, retried, would hold a job for minutes
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=READ_TIMEOUT,
                     retries={"mode": "standard", "total_max_attempts": config.max_attempts},
                     user_agent_extra="spark-clustering-tracking",
                 ),
