@@ -46,8 +46,10 @@ _NOT_SECRET_SUFFIXES = ("provider", "providers", "type", "mechanism", "file", "p
 #: ``scheme://user:password@`` or ``scheme://token@``: the whole user-info goes (a user name can
 #: be an access key id).
 _URL_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
-#: ``key=value`` inside a URL query, a JDBC property list (``;password=x``) or a command line.
-_PAIR_RE = re.compile(r"(?P<sep>^|[?&;,\s])(?P<key>[A-Za-z0-9_.\-]+)=(?P<value>[^&;,\s\"']*)")
+#: the ``key=`` of ``key=value`` in a URL query, a JDBC property list (``;password=x``) or a
+#: command line, and the value after it
+_KEY_EQ_RE = re.compile(r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)=")
+_VALUE_RE = re.compile(r"[^&;,\s\"']*")
 _AWS_KEY_ID_RE = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
 
@@ -85,15 +87,23 @@ def redact_text(text: str) -> str:
     'jdbc:sqlserver://h;user=sa;password=__REDACTED__;db=x'
     """
     text = _URL_USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    text = _PAIR_RE.sub(
-        lambda m: (
-            f"{m.group('sep')}{m.group('key')}={REDACTED}"
-            if is_secret_key(m.group("key")) and m.group("value")
-            else m.group(0)
-        ),
-        text,
-    )
+    text = _redact_pairs(text)
     return _AWS_KEY_ID_RE.sub(REDACTED, text)
+
+
+def _redact_pairs(text: str) -> str:
+    # keys are found without consuming values, so ``x=password=y`` still hides ``y``
+    out: list[str] = []
+    pos = 0
+    for match in _KEY_EQ_RE.finditer(text):
+        if match.start() < pos or not is_secret_key(match.group("key")):
+            continue
+        value = _VALUE_RE.match(text, match.end())
+        if value is not None and value.end() > match.end() and value.group(0) != REDACTED:
+            out += [text[pos : match.end()], REDACTED]
+            pos = value.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def redact(value: Any) -> Any:

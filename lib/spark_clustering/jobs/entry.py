@@ -42,7 +42,10 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from spark_clustering.redact import redact_text
 
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: the handler reports it, not the filter
+            return True
         clean = redact_text(message)
         if clean != message:
             record.msg, record.args = clean, None

@@ -279,7 +279,9 @@ class Trial:
                     self._broken = f"tracking switched off after an earlier failure: {earlier}"
                     self.failures.append(Failure(f"start trial {self.name}", self._broken))
                     return self
-                self.backend = self._guard("open backend", lambda: make_backend(self.config))
+                self.backend = self._guard(
+                    "open backend", lambda: make_backend(self.config), count=False
+                )
                 if self.backend is None:
                     self._broken = self.failures[-1].error
                     return self
@@ -558,7 +560,9 @@ class Trial:
             return False
         return True
 
-    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+    def _guard(self, what: str, call: Callable[[], Any], count: bool = True) -> Any:
+        """``call()``, or None when it failed; ``count``: a success sends something to the store
+        (opening the backend only builds a client)."""
         if self._broken:
             self.failures.append(Failure(what, f"not sent: {self._broken}"))
             return None
@@ -576,7 +580,7 @@ class Trial:
                 health = self.health or current_health()
                 health.switch_off(self.target, f"{what} ({self.experiment}/{self.name})", cause)
             return None
-        self.recorded += 1
+        self.recorded += count
         return result
 
     def record_failure(self, what: str, exc: BaseException) -> None:
