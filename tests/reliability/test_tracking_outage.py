@@ -136,7 +136,11 @@ def _assert_bounded_http(kind: str) -> None:
 
 
 def _switched_off_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "switched off" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "switched off" in r.getMessage()
+    ]
 
 
 def _assert_failed_summary(kind: str, tracking: dict) -> str:

@@ -578,7 +578,8 @@ class Trial:
             else:
                 self._broken = f"tracking switched off after {what} failed: {cause}"
                 health = self.health or current_health()
-                health.switch_off(self.target, f"{what} ({self.experiment}/{self.name})", cause)
+                where = what if self.name in what else f"{what} ({self.experiment}/{self.name})"
+                health.switch_off(self.target, where, cause)
             return None
         self.recorded += count
         return result
@@ -625,8 +626,6 @@ class Trial:
             line = f"  - {failure.what}: {failure.error}"
             if not failure.error.startswith("not sent: ") and line not in lines:
                 lines.append(line)
-        if self._broken:
-            lines.append(f"  - {self._broken}")
         return "\n".join(lines)
 
 
