@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import TrackingConfig
-from .core import ComponentData, TrialRecord
+from .core import ComponentData, ContainedFailure, TrialRecord
 from .names import sagemaker_name, sagemaker_tag_value
 
 TAG = "spark-clustering:"
@@ -60,6 +60,11 @@ _MEDIA_TYPES = {
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+#: error codes of a service that is up but refuses the rate: the call is lost, not the store
+THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException",
+              "RequestLimitExceeded", "SlowDown"}  # fmt: skip
 
 
 def _error_code(exc: BaseException) -> str:
@@ -404,13 +409,13 @@ class SageMakerBackend:
             comp["outputs"][os.path.basename(path)[:128]] = {"Value": uri, "MediaType": media}
             changed = True
         if len(comp["params"]) > MAX_PARAMETERS:
-            raise ValueError(
+            raise ContainedFailure(
                 f"component {comp['name']} has {len(comp['params'])} parameters; SageMaker "
                 f"accepts at most {MAX_PARAMETERS} per trial component"
             )
         for kind in ("inputs", "outputs"):
             if len(comp[kind]) > MAX_ARTIFACTS:
-                raise ValueError(
+                raise ContainedFailure(
                     f"component {comp['name']} has {len(comp[kind])} {kind}; SageMaker accepts "
                     f"at most {MAX_ARTIFACTS} per trial component"
                 )
@@ -424,11 +429,16 @@ class SageMakerBackend:
             )
         if status is not None:
             update.update(Status={"PrimaryStatus": status}, EndTime=_now())
-        if update:
-            self.sm.update_trial_component(TrialComponentName=comp["name"], **update)
-        self._put_metrics(comp["name"], data, errors)
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        try:
+            if update:
+                self.sm.update_trial_component(TrialComponentName=comp["name"], **update)
+            self._put_metrics(comp["name"], data, errors)
+        except Exception as exc:
+            if _error_code(exc) in THROTTLING:  # still throttled after max_attempts
+                raise ContainedFailure(f"{comp['name']}: {exc}") from exc
+            raise
+        if errors:  # some files or metric values refused, the rest written
+            raise ContainedFailure("; ".join(errors))
 
     def _put_metrics(self, name: str, data: ComponentData, errors: list[str]) -> None:
         points = [
