@@ -112,7 +112,7 @@ def _run(script: Path, args: list[str], zip_path: Path, work: Path, master: str,
             result.update(json.loads(line[len("RESULT ") :]))
     summary = work / "segments" / "runs"
     if summary.exists():
-        (path,) = summary.glob("run_date=*/summary.json")
+        (path,) = summary.rglob("summary.json")
         seg = json.loads(path.read_text())
         result["seconds"] = float(sum(seg["stages"]["seconds"].values()))
         result["clusters"] = seg["n_clusters"]

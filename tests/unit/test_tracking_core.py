@@ -172,7 +172,10 @@ def test_backend_failure_never_kills_the_job(broken_uri, caplog):
     assert "not-a-dir" in t.failures[0].error
     summary = t.summary()
     assert summary["not_recorded"] == len(t.failures) >= 3
-    assert any("tracking summary" in r.message for r in caplog.records)
+    assert summary["switched_off"] and "not-a-dir" in summary["switched_off"]
+    # reported once, with the cause; every later call is only counted
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "switched off" in warnings[0] and "not-a-dir" in warnings[0]
 
 
 def test_strict_backend_failure_fails_the_job(broken_uri):
@@ -241,3 +244,117 @@ def test_missing_mlflow_is_reported_with_the_extra_to_install(monkeypatch):
         hooks.log_metrics({"silhouette": 0.5})
     assert t.failures[0].what == "open backend"
     assert "pip install 'spark-clustering[mlflow]'" in t.failures[0].error
+
+
+# --------------------------------------------------------------------------------- outages
+
+
+class ReadOnlyError(Exception):
+    pass
+
+
+def test_root_cause_is_the_innermost_exception_on_one_line():
+    from spark_clustering.tracking.core import root_cause
+
+    class Wrapper(Exception):  # as SQLAlchemy wraps sqlite3's error
+        pass
+
+    try:
+        try:
+            raise ReadOnlyError("attempt to write a readonly database")
+        except ReadOnlyError as inner:
+            raise Wrapper(
+                "(raised as a result of Query-invoked autoflush; consider using a session."
+                "no_autoflush block)\n(sqlite3.OperationalError) attempt to write a readonly "
+                "database\n[SQL: INSERT INTO runs ...]"
+            ) from inner
+    except Wrapper as exc:
+        assert root_cause(exc) == "ReadOnlyError: attempt to write a readonly database"
+    # implicit chaining (raised while handling another) is followed too
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError:
+            raise RuntimeError("API request to http://u:pw@h/api failed") from None
+    except RuntimeError as exc:  # `from None` ends the chain: the outer one, redacted
+        assert root_cause(exc) == "RuntimeError: API request to http://__REDACTED__@h/api failed"
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as inner:
+            raise RuntimeError(f"API request failed with exception {inner}")  # noqa: B904
+    except RuntimeError as exc:
+        assert root_cause(exc) == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_one_outage_switches_the_store_off_for_the_run(broken_uri, caplog, monkeypatch):
+    from spark_clustering.tracking import core
+
+    opened = []
+    real = core.make_backend
+
+    def counting(config):
+        opened.append(config.target())
+        return real(config)
+
+    monkeypatch.setattr(core, "make_backend", counting)
+    with caplog.at_level(logging.INFO), core.health_scope() as health:
+        for name in ("first", "second", "third"):
+            with tracking.trial("exp", name, backend="mlflow", tracking_uri=broken_uri) as t:
+                t.log_metric("silhouette", 0.5)
+    assert len(opened) == 1  # the later trials did not try the store again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "not-a-dir" in warnings[0]
+    summary = health.summary()
+    assert summary["status"] == "failed" and summary["trials"] == 3
+    assert summary["recorded_calls"] == 0 and summary["not_recorded"] == summary["calls"] >= 6
+    assert "not-a-dir" in next(iter(summary["causes"].values()))
+    assert health.text().startswith("tracking: failed (mlflow sqlite:")
+    assert health.text().endswith(f"0 of {summary['calls']} calls recorded")
+    # a new run tries the store again
+    with core.health_scope(), tracking.trial("exp", "later", backend="mlflow",
+                                             tracking_uri=broken_uri):  # fmt: skip
+        pass
+    assert len(opened) == 2
+
+
+def test_health_of_a_run_without_failures_and_without_tracking(tmp_path):
+    from spark_clustering.tracking import core
+
+    with core.health_scope() as off, tracking.trial("exp", "quiet", backend="none"):
+        pass
+    assert off.summary()["status"] == "off" and off.text() == "tracking: off"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with core.health_scope() as ok:
+        with tracking.trial("exp", "fine", backend="mlflow", tracking_uri=uri) as t:
+            t.log_metric("silhouette", 0.5)
+        with core.health_scope() as nested:  # nested scopes are one run
+            assert nested is ok
+    summary = ok.summary()
+    assert summary["status"] == "ok" and summary["recorded_calls"] == summary["calls"] > 0
+    assert ok.text() == f"tracking: ok - {summary['calls']} of {summary['calls']} calls recorded"
+    assert core.read_trials_safely(t.config, "exp")[0].trial == "fine"
+
+
+def test_unreadable_store_is_none_and_switched_off(broken_uri, caplog):
+    from spark_clustering.tracking import core
+    from spark_clustering.tracking.config import resolve_config
+
+    config = resolve_config("mlflow", tracking_uri=broken_uri)
+    with caplog.at_level(logging.WARNING), core.health_scope() as health:
+        assert core.read_trials_safely(config, "exp") is None
+        assert core.read_trials_safely(config, "exp") is None
+    assert len(caplog.records) == 1 and health.outage(config.target()) is not None
+    with pytest.raises(tracking.TrackingError):
+        core.read_trials_safely(resolve_config("mlflow", tracking_uri=broken_uri, strict=True), "e")
+
+
+def test_mlflow_http_defaults_keep_what_the_user_set():
+    from spark_clustering.tracking.mlflow_backend import HTTP_DEFAULTS, apply_http_defaults
+
+    env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "60", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": ""}
+    applied = apply_http_defaults(env)
+    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"  # the user's
+    assert set(applied) == set(HTTP_DEFAULTS) - {"MLFLOW_HTTP_REQUEST_TIMEOUT"}
+    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert int(HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]) <= 10

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from ..redact import redact
 from ..sampling import uniform
 from . import aggregate as agg_mod
 from . import analysis, assemble, clean, scale
@@ -85,11 +86,11 @@ class PreparedFeatures:
         self.model.write().overwrite().save(f"{out}/model")
         with tempfile.TemporaryDirectory(prefix="sc-prepare-") as local:
             with open(os.path.join(local, "preparation.json"), "w") as fh:
-                json.dump(self.preparation, fh, indent=2, default=str)
+                json.dump(redact(self.preparation), fh, indent=2, default=str)
             report_dir = os.path.join(local, "report")
             os.makedirs(report_dir)
             with open(os.path.join(report_dir, "report.json"), "w") as fh:
-                json.dump(self.report, fh, indent=2, default=str)
+                json.dump(redact(self.report), fh, indent=2, default=str)
             if self.spec.analysis.charts if charts is None else charts:
                 analysis.write_charts(self.report, report_dir)
             put_local_dir(spark, local, out)
@@ -356,7 +357,9 @@ def prepare_features(
     phase("scaling fitted, PCA report done")
     preparation = {
         "format_version": FORMAT_VERSION,
-        "spec": spec.to_dict(),
+        # saved with the features and the model: reader credentials never are (score takes
+        # them from the Spark / Hadoop configuration)
+        "spec": redact(spec.to_dict()),
         "id_col": id_col,
         "kind": spec.input.kind,
         "reference_date": info.reference_date,

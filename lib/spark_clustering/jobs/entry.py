@@ -30,6 +30,9 @@ def job_main(
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     return run_reporting_setup_errors(run, args)
 
 
@@ -46,17 +49,39 @@ def run_reporting_setup_errors(run: Callable[[argparse.Namespace], int], args: A
         return 2
 
 
+class RedactingFilter(logging.Filter):
+    """Removes credentials from every record a handler writes (messages, arguments, traces)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from spark_clustering.redact import redact_text
+
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: the handler reports it, not the filter
+            return True
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact_text(text)
+        return True
+
+
 def guarded(job: str, action: Callable[[], T], kept: str = "") -> tuple[T | None, int]:
     """``(action(), 0)``; on ``ValueError`` (bad input) ``(None, 2)``, on any other exception
     ``(None, 1)``, the error logged and printed as ``error: <job>...``. ``kept`` says what a
     failure leaves, e.g. ``", previous outputs kept"``."""
+    from spark_clustering.redact import redact_text
+
     try:
         return action(), 0
     except ValueError as exc:
-        log.error("%s failed%s: %s", job, kept, exc)
-        print(f"error: {job}: {exc}", file=sys.stderr)
+        log.error("%s failed%s: %s", job, kept, redact_text(str(exc)))
+        print(f"error: {job}: {redact_text(str(exc))}", file=sys.stderr)
         return None, 2
     except Exception as exc:
-        log.exception("%s failed%s", job, kept)
-        print(f"error: {job} failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        log.error("%s failed%s", job, kept, exc_info=True)
+        print(f"error: {job} failed ({type(exc).__name__}: {redact_text(str(exc))})",
+              file=sys.stderr)  # fmt: skip
         return None, 1

@@ -68,11 +68,14 @@ def _read_input(
     id_col = meta["id_col"]
     if meta["input_kind"] == "raw":
         from spark_clustering.features.prepare import apply_saved_preparation, load_preparation
+        from spark_clustering.redact import REDACTED
 
         _, prep = load_preparation(spark, f"{root}/preparation")
         source = prep["spec"]["input"]
         reader = spark.read.format(source.get("format") or "parquet")
-        raw = reader.options(**(source.get("options") or {})).load(path)
+        # credentials were never saved: the Spark / Hadoop configuration supplies them
+        options = {k: v for k, v in (source.get("options") or {}).items() if v != REDACTED}
+        raw = reader.options(**options).load(path)
         return apply_saved_preparation(spark, f"{root}/preparation", raw), id_col
     df = spark.read.parquet(path)
     features_col = meta.get("features_col", "features")
@@ -138,9 +141,11 @@ def run_score(
             "n_noise": sizes.get(-1, 0),
         }
         with atomic_output(spark, target) as tmp, stages.stage("write assignments") as info:
+            from spark_clustering.redact import redact
+
             assigned.write.mode("overwrite").parquet(tmp)
             summary["stages"] = {"seconds": stages.timings, "rows": stages.rows}
-            write_json(spark, summary, tmp, "_score_summary.json")
+            write_json(spark, redact(summary), tmp, "_score_summary.json")
             info["rows"] = n
         assigned.unpersist()
     finally:

@@ -216,6 +216,14 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     return path
 
 
+def _write_summary(summary: dict[str, Any], local_dir: str) -> None:
+    """``summary.json`` and ``report.html`` of a run, in ``local_dir``."""
+    from .pipeline import write_json
+
+    write_json(None, summary, local_dir, "summary.json")
+    _write_report(summary, local_dir)
+
+
 def _write_report(summary: dict[str, Any], local_dir: str) -> str:
     """The self-contained HTML report (PNGs embedded) of a run; returns its path."""
     from .report import render_report
@@ -411,6 +419,8 @@ def run_segment(
     >>> result.summary["metrics"]["n_clusters"]  # doctest: +SKIP
     """
     from spark_clustering import tracking
+    from spark_clustering.redact import redact
+    from spark_clustering.tracking.core import health_scope
 
     from .io import atomic_output, put_local_dir
     from .pipeline import assignments, select_features, write_json
@@ -437,6 +447,7 @@ def run_segment(
         **(extra_summary or {}),
     }
     with (
+        health_scope() as health,
         tempfile.TemporaryDirectory(prefix="sc-segment-") as local,
         tracking.trial(config.experiment, trial_name, tags, **tracking_options(config)) as trial,
         ExitStack() as commits,
@@ -504,7 +515,7 @@ def run_segment(
                 }
                 if prepared is not None:
                     prepared.model.write().overwrite().save(f"{tmp_model}/preparation/model")
-                    write_json(spark, prepared.preparation, f"{tmp_model}/preparation",
+                    write_json(spark, redact(prepared.preparation), f"{tmp_model}/preparation",
                                "preparation.json")  # fmt: skip
                 if reducer_model is not None:
                     reducer_model.write().overwrite().save(f"{tmp_model}/reducer")
@@ -515,25 +526,33 @@ def run_segment(
                 info["rows"] = n
             summary["stages"] = {"seconds": stages.timings, "rows": stages.rows}
             with stages.stage("write report"):
-                write_json(None, summary, local, "summary.json")
-                _write_report(summary, local)
+                # the copy sent to the tracking store can only say what was recorded so far
+                summary["tracking"] = {"status": "recording", "recorded_calls": trial.recorded,
+                                       "not_recorded": len(trial.failures)}  # fmt: skip
+                _write_summary(redact(summary), local)
+                for name in ("report.html", "summary.json", "k_distance.png", "scatter.png"):
+                    if os.path.exists(os.path.join(local, name)):
+                        trial.log_artifact(os.path.join(local, name))
+                trial.log_output("assignments", paths["assignments"])
+                trial.log_output("model", paths["model"])
+                trial.log_output("report", f"{paths['run']}/report.html")
+                # Tracking ends before the commit so that the committed summary says truthfully
+                # what was recorded (a commit that fails after this leaves the trial completed).
+                trial.end(ok=True)
+                summary["tracking"] = {**health.summary(), "text": health.text()}
+                _write_summary(redact(summary), local)
                 put_local_dir(spark, local, tmp_run)
-            for name in ("report.html", "summary.json", "k_distance.png", "scatter.png"):
-                if os.path.exists(os.path.join(local, name)):
-                    trial.log_artifact(os.path.join(local, name))
-            trial.log_output("assignments", paths["assignments"])
-            trial.log_output("model", paths["model"])
-            trial.log_output("report", f"{paths['run']}/report.html")
         finally:
             for item in reversed(owned):
                 item.release()
     log.info(
-        "segment: %d customers, %d clusters, %d noise; assignments %s; report %s/report.html",
+        "segment: %d customers, %d clusters, %d noise; assignments %s; report %s/report.html; %s",
         summary["customers"],
         summary["n_clusters"],
         summary["n_noise"],
         paths["assignments"],
         paths["run"],
+        summary["tracking"]["text"],
     )
     return SegmentResult(
         run_id=run_id,
@@ -610,7 +629,8 @@ def run(args: argparse.Namespace) -> int:
                               ", previous outputs kept")  # fmt: skip
     if code:
         return code
-    print(f"segment: {result.summary['n_clusters']} clusters; report: {result.report_path}")
+    print(f"segment: {result.summary['n_clusters']} clusters; report: {result.report_path}; "
+          f"{result.summary['tracking']['text']}")  # fmt: skip
     return 0
 
 

@@ -9,8 +9,11 @@ its config hash to one tracking trial; nothing else is written per trial. At the
 trial (by ``[search].metric``) is written in full as ``segment`` writes a run (assignments,
 model, report under ``[output].path``), and the experiment's leaderboard is printed.
 
-A rerun skips every trial whose config hash the experiment already holds as completed, so an
-interrupted sweep loses at most the trial in flight. See docs/sweep.md.
+Tracking never stops the sweep: the sweep keeps its own record of completed trials under
+``[output].path`` (:mod:`spark_clustering.jobs.sweep_record`), and a store that fails is
+reported once and switched off for the rest of the sweep. A rerun skips every trial whose config
+hash the record or the experiment holds as completed, so an interrupted sweep loses at most the
+trial in flight, with or without its tracking store. See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -68,11 +71,13 @@ class TrialOutcome:
 
 @dataclass
 class SweepResult:
-    """What a sweep did; ``best`` is the outcome whose outputs were written (``segment``)."""
+    """What a sweep did; ``best`` is the outcome whose outputs were written (``segment``);
+    ``tracking`` what its trials recorded (``TrackingHealth.summary()`` and its ``text``)."""
 
     outcomes: list[TrialOutcome]
     best: TrialOutcome | None
     segment: segment.SegmentResult | None
+    tracking: dict[str, Any] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -328,18 +333,26 @@ def run_trial(
 # --------------------------------------------------------------------------------- the sweep
 
 
-def completed_trials(config: SweepConfig) -> dict[str, dict[str, float]]:
-    """Config hash -> final metrics of the experiment's completed trials (none without a
-    tracking backend to read)."""
-    if config.base.tracking_backend == "none":
-        return {}
+def _tracking_config(config: SweepConfig) -> Any:
     from spark_clustering.tracking.config import resolve_config
-    from spark_clustering.tracking.core import make_backend
 
     options = segment.tracking_options(config.base)
-    backend = make_backend(resolve_config(options.pop("backend"), **options))
+    return resolve_config(options.pop("backend"), **options)
+
+
+def completed_trials(config: SweepConfig) -> dict[str, dict[str, float]] | None:
+    """Config hash -> final metrics of the experiment's completed trials in the tracking store
+    (none without a tracking backend to read); None when the store cannot be read, which is
+    reported once and switches it off for the rest of the sweep."""
+    if config.base.tracking_backend == "none":
+        return {}
+    from spark_clustering.tracking.core import read_trials_safely
+
+    records = read_trials_safely(_tracking_config(config), config.base.experiment)
+    if records is None:
+        return None
     done: dict[str, dict[str, float]] = {}
-    for record in backend.read_trials(config.base.experiment):
+    for record in records:
         config_hash = record.tags.get(HASH_TAG)
         if config_hash and record.status == "Completed":
             root = [metrics for name, _, metrics in record.components if name is None]
@@ -392,8 +405,25 @@ def run_sweep(
     >>> result = run_sweep(spark, load_sweep_config("examples/sweep.toml"))  # doctest: +SKIP
     >>> result.best.metrics["silhouette"]  # doctest: +SKIP
     """
+    from spark_clustering.tracking.core import health_scope
+
+    with health_scope() as health:
+        result = _run_sweep(spark, config, stream, write_best)
+        result.tracking = {**health.summary(), "text": health.text()}
+    return result
+
+
+def _run_sweep(
+    spark: SparkSession, config: SweepConfig, stream: IO[str] | None, write_best: bool
+) -> SweepResult:
+    from .sweep_record import SweepRecord
+
     hashes = [config.config_hash(spec) for spec in config.trials]
-    done = completed_trials(config)
+    record = SweepRecord.load(spark, config.base.output_path, config.base.experiment)
+    stored = completed_trials(config)
+    # either source is enough: the record holds what ran while the store was down, the store
+    # what ran before the record existed (or from another output path)
+    done = {**record.metrics(), **(stored or {})}
     outcomes = [
         TrialOutcome(spec, h, "skipped", done[h]) if h in done else TrialOutcome(spec, h, "todo")
         for spec, h in zip(config.trials, hashes, strict=True)
@@ -404,9 +434,11 @@ def run_sweep(
             best = outcome
     todo = [o for o in outcomes if o.status == "todo"]
     log.info(
-        "sweep: %d trials (%s of a grid of %d), %d already completed, %d to run",
+        "sweep: %d trials (%s of a grid of %d), %d already completed (%d in the sweep's record, "
+        "%s in the tracking store), %d to run",
         len(outcomes), "all" if config.strategy == "grid" else "a random draw",
-        config.grid_size, len(outcomes) - len(todo), len(todo),
+        config.grid_size, len(outcomes) - len(todo), len(set(record.trials) & set(hashes)),
+        "unknown" if stored is None else len(set(stored) & set(hashes)), len(todo),
     )  # fmt: skip
     progress = Progress(len(outcomes), len(outcomes) - len(todo), config.metric, stream)
     stages = Stages("sweep", level=logging.DEBUG)
@@ -426,6 +458,9 @@ def run_sweep(
                 outcome.status = "completed"
             except Exception as exc:
                 outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+            if outcome.status == "completed":
+                params = segment._flat(config.effective(outcome.spec))
+                record.add(outcome.config_hash, outcome.spec.label(), outcome.metrics, params)
             outcome.seconds = time.perf_counter() - started
             if outcome.error:
                 log.warning("sweep: trial %s failed: %s", outcome.spec.label(), outcome.error)
@@ -446,6 +481,8 @@ def _write_best(
 ) -> segment.SegmentResult:
     """The best trial's outputs, written by ``segment``'s code over the shared work (its
     clusterer is fitted once more, the reduction and the k-distance graph are reused)."""
+    from .sweep_record import record_path
+
     cfg = dataclasses.replace(config.segment_config(best.spec), tracking_backend="none")
     reduction = work.reductions.get(best.spec.reduction_key())
     graph = work.graphs.get(work.graph_key(best.spec)) if best.spec.clusterer == "dbscan" else None
@@ -459,6 +496,7 @@ def _write_best(
             "trial_metrics": best.metrics,
             "trials": len(config.trials),
             "grid_size": config.grid_size,
+            "record": record_path(config.base.output_path, config.base.experiment),
         }
     }
     log.info("sweep: writing the outputs of the best trial %s", best.spec.label())
@@ -483,7 +521,33 @@ def leaderboard_frame(config: SweepConfig, result: SweepResult, top: int) -> pd.
     from spark_clustering.tracking.core import TrialRecord
 
     base = config.base
-    if base.tracking_backend == "none":
+    frame = None
+    if base.tracking_backend != "none" and result.tracking.get("status") != "failed":
+        try:
+            options = segment.tracking_options(base)
+            frame = board.leaderboard(
+                base.experiment,
+                sort=config.metric,
+                ascending=not config.greater_is_better,
+                backend=options.pop("backend"),
+                **options,
+            )
+        except Exception as exc:
+            from spark_clustering.tracking.core import root_cause
+
+            log.warning("sweep: leaderboard from this sweep's own record: the tracking store "
+                        "could not be read (%s)", root_cause(exc))  # fmt: skip
+        if frame is not None:
+            ran = {o.config_hash for o in result.outcomes if o.status != "failed"}
+            held = set(frame[HASH_TAG].astype(str)) if HASH_TAG in frame.columns else set()
+            if not ran <= held:
+                # trials run while the store was down are only in the sweep's record
+                log.info("sweep: leaderboard from this sweep's own record: the tracking store "
+                         "lacks %d of its trials", len(ran - held))  # fmt: skip
+                frame = None
+    if frame is None:
+        # no store to read (none, or switched off after a failure): the sweep's own outcomes,
+        # which hold the skipped trials' metrics from the record or the store
         records = [
             TrialRecord(base.experiment, o.spec.label(), o.config_hash[:12],
                         "Completed" if o.status != "failed" else "Failed", None, {},
@@ -495,15 +559,6 @@ def leaderboard_frame(config: SweepConfig, result: SweepResult, top: int) -> pd.
             frame = frame.sort_values(
                 config.metric, ascending=not config.greater_is_better, na_position="last"
             )
-    else:
-        options = segment.tracking_options(base)
-        frame = board.leaderboard(
-            base.experiment,
-            sort=config.metric,
-            ascending=not config.greater_is_better,
-            backend=options.pop("backend"),
-            **options,
-        )
     if frame.empty:
         return frame
     params = [
@@ -541,6 +596,7 @@ def run(args: argparse.Namespace) -> int:
     if result.segment is not None:
         line += f"; report: {result.segment.report_path}"
     print(line)
+    print(result.tracking.get("text", "tracking: unknown"))
     if result.best is None:
         print("error: sweep: no trial completed with a finite metric", file=sys.stderr)
         return 1

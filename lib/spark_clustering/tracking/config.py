@@ -53,7 +53,8 @@ class TrackingConfig:
     max_trials_per_experiment, max_components_per_trial : int
         SageMaker quotas (300 and 50); past them runs spill into numbered experiments / trials.
     max_attempts : int
-        botocore attempts per call, throttling included (standard retry mode, backoff).
+        botocore attempts per call, throttling included (standard retry mode, backoff); with
+        the 5 s connect and 30 s read timeouts of the SageMaker backend's clients.
     metric_buffer : int
         Metrics kept before a flush (flushes also happen when a component or trial ends).
     """
@@ -68,12 +69,30 @@ class TrackingConfig:
     artifact_uri: str | None = None
     max_trials_per_experiment: int = 300
     max_components_per_trial: int = 50
-    max_attempts: int = 10
+    max_attempts: int = 5
     metric_buffer: int = 100
 
     def mlflow_uri(self) -> str:
         """The MLflow tracking URI this configuration points at."""
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+
+    def target(self) -> str:
+        """The store written to, in words (credentials redacted): what an outage switches off.
+
+        Examples
+        --------
+        >>> TrackingConfig("mlflow", tracking_uri="http://u:pw@host:5000").target()
+        'mlflow http://__REDACTED__@host:5000'
+        """
+        from ..redact import redact_text
+
+        if self.backend == "mlflow":
+            return redact_text(f"mlflow {self.mlflow_uri()}")
+        if self.backend == "sagemaker":
+            where = self.endpoint_url or self.region or os.environ.get("AWS_REGION") or "default"
+            profile = f" ({self.profile})" if self.profile else ""
+            return redact_text(f"sagemaker {where}{profile}")
+        return self.backend
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrackingConfig)}

@@ -1,8 +1,13 @@
 """Trials and components: the one small API, failure isolation and the active-trial stack.
 
 A :class:`Trial` checks every name and value first, then hands plain data to a backend
-(``mlflow``, ``sagemaker`` or ``none``). A backend failure is logged and counted, and the trial
-goes on; with ``strict`` it raises :class:`TrackingError` instead. Metrics, parameters and
+(``mlflow``, ``sagemaker`` or ``none``). Tracking never stops the work it records: the first
+backend failure (an unreachable server, a read-only store, a permission denied) is logged once
+with its root cause, and tracking is then switched off for that store for the rest of the
+trial, and of the run when the job opened one (:func:`health_scope`); every call not sent is
+counted, so
+:meth:`Trial.summary` and :meth:`TrackingHealth.text` say what was recorded and what was not.
+With ``strict`` the first failure raises :class:`TrackingError` instead. Metrics, parameters and
 artifacts are buffered per component and written when it ends (or the metric buffer fills), so
 a sweep makes few calls to a throttled API.
 """
@@ -21,12 +26,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..redact import redact_text
 from .config import TrackingConfig, resolve_config
 from .names import (
     coerce_metric,
     coerce_param,
     redact_tags,
-    redact_text,
     validate_key,
     validate_media_type,
     validate_name,
@@ -46,6 +51,11 @@ ParamValue = str | int | float
 
 class TrackingError(RuntimeError):
     """A tracking backend failed while the trial was ``strict``."""
+
+
+class ContainedFailure(RuntimeError):
+    """A backend failure that concerns one item only (an artifact the artifact store refused):
+    counted as not recorded without switching tracking off."""
 
 
 class ParameterConflict(ValueError):
@@ -240,6 +250,9 @@ class Trial:
         self.recorded = 0
         self.status: str | None = None
         self._staging: str | None = None
+        #: the store this trial writes to (what an outage switches off)
+        self.target = self.config.target()
+        self.health: TrackingHealth | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -258,8 +271,17 @@ class Trial:
                 raise RuntimeError(f"trial {self.name!r} was already started")
             self.status = "running"
             _push(self)
+            self.health = current_health()
             try:
-                self.backend = self._guard("open backend", lambda: make_backend(self.config))
+                earlier = self.health.outage(self.target)
+                if earlier is not None:
+                    # switched off by an earlier trial of this run: do not wait for it again
+                    self._broken = f"tracking switched off after an earlier failure: {earlier}"
+                    self.failures.append(Failure(f"start trial {self.name}", self._broken))
+                    return self
+                self.backend = self._guard(
+                    "open backend", lambda: make_backend(self.config), count=False
+                )
                 if self.backend is None:
                     self._broken = self.failures[-1].error
                     return self
@@ -298,8 +320,11 @@ class Trial:
                 if self._staging is not None:
                     shutil.rmtree(self._staging, ignore_errors=True)
                     self._staging = None
+                if self.health is not None:
+                    self.health.add(self)
                 if self.failures:
-                    log.warning("tracking summary: %s", self.summary_text())
+                    # the cause was logged once when it happened; this is the count, quietly
+                    log.info("tracking summary: %s", self.summary_text())
 
     # ----------------------------------------------------------------------------- components
 
@@ -528,29 +553,41 @@ class Trial:
 
     def _usable(self, comp: Component, what: str) -> bool:
         if self.backend is None or self._broken:
-            self.failures.append(Failure(what, f"trial not open in backend: {self._broken}"))
+            self.failures.append(Failure(what, f"not sent: {self._broken}"))
             return False
         if comp is not self.root and not comp.started:
             self.failures.append(Failure(what, f"component {comp.name} was not started"))
             return False
         return True
 
-    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+    def _guard(self, what: str, call: Callable[[], Any], count: bool = True) -> Any:
+        """``call()``, or None when it failed; ``count``: a success sends something to the store
+        (opening the backend only builds a client)."""
+        if self._broken:
+            self.failures.append(Failure(what, f"not sent: {self._broken}"))
+            return None
         try:
             result = call()
         except Exception as exc:
-            self.failures.append(Failure(what, f"{type(exc).__name__}: {exc}"))
-            log.warning("tracking: %s not recorded: %s", what, exc)
+            cause = root_cause(exc)
+            self.failures.append(Failure(what, cause))
             if self.strict:
-                raise TrackingError(f"{what} failed: {exc}") from exc
+                raise TrackingError(f"{what} failed: {cause}") from exc
+            if isinstance(exc, ContainedFailure):
+                log.warning("tracking: %s not recorded: %s", what, cause)
+            else:
+                self._broken = f"tracking switched off after {what} failed: {cause}"
+                health = self.health or current_health()
+                where = what if self.name in what else f"{what} ({self.experiment}/{self.name})"
+                health.switch_off(self.target, where, cause)
             return None
-        self.recorded += 1
+        self.recorded += count
         return result
 
     def record_failure(self, what: str, exc: BaseException) -> None:
         """Count a failure seen outside a backend call (used by the hooks)."""
-        self.failures.append(Failure(what, f"{type(exc).__name__}: {exc}"))
-        log.warning("tracking: %s not recorded: %s", what, exc)
+        self.failures.append(Failure(what, redact_text(f"{type(exc).__name__}: {exc}")))
+        log.warning("tracking: %s not recorded: %s", what, redact_text(str(exc)))
 
     def _be(self) -> TrackingBackend:
         if self.backend is None:  # callers check _usable first
@@ -573,16 +610,194 @@ class Trial:
             "status": self.status,
             "recorded_calls": self.recorded,
             "not_recorded": len(self.failures),
+            "switched_off": self._broken,
             "failures": [dataclasses.asdict(f) for f in self.failures],
         }
 
     def summary_text(self) -> str:
-        """One line per failure, prefixed with the counts."""
+        """The counts, then each distinct failure once (a switched-off store repeats one)."""
+        total = self.recorded + len(self.failures)
         head = (
             f"{self.config.backend} trial {self.experiment}/{self.name}: "
-            f"{self.recorded} calls recorded, {len(self.failures)} not recorded"
+            f"{self.recorded} of {total} calls recorded, {len(self.failures)} not recorded"
         )
-        return "\n".join([head, *(f"  - {f.what}: {f.error}" for f in self.failures)])
+        lines = [head]
+        for failure in self.failures:
+            line = f"  - {failure.what}: {failure.error}"
+            if not failure.error.startswith("not sent: ") and line not in lines:
+                lines.append(line)
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------- health
+
+
+def root_cause(exc: BaseException) -> str:
+    """``"<Type>: <message>"`` of the innermost exception of ``exc``'s chain, one line, redacted.
+
+    Wrappers say little: SQLAlchemy's "raised as a result of Query-invoked autoflush" around
+    ``sqlite3.OperationalError: attempt to write a readonly database``, MLflow's "API request to
+    ... failed" around ``ConnectionRefusedError``; the innermost exception is what went wrong.
+    """
+    if isinstance(exc, ImportError):  # ours say what to install; the inner one does not
+        return redact_text(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    seen = {id(exc)}
+    inner = exc
+    while True:
+        nxt = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        inner = nxt
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    text = f"{type(inner).__name__}: {lines[0] if lines else '(no message)'}"
+    return redact_text(text if len(text) <= 300 else f"{text[:297]}...")
+
+
+class TrackingHealth:
+    """What the trials of one run recorded, together, and the stores that failed.
+
+    A store that failed once is switched off (:meth:`switch_off`): later trials of the same run
+    do not contact it, so an outage costs one timeout, not one per trial.
+    """
+
+    def __init__(self) -> None:
+        self.outages: dict[str, str] = {}
+        self.backends: set[str] = set()
+        self.trials = 0
+        self.recorded = 0
+        self.not_recorded = 0
+        self.other: Failure | None = None
+        self._lock = threading.Lock()
+
+    def outage(self, target: str) -> str | None:
+        """The cause that switched ``target`` off, or None."""
+        with self._lock:
+            return self.outages.get(target)
+
+    def switch_off(self, target: str, what: str, cause: str) -> bool:
+        """Record that ``target`` failed; True (and one warning logged) the first time only."""
+        with self._lock:
+            if target in self.outages:
+                return False
+            self.outages[target] = cause
+        log.warning(
+            "tracking: %s failed at %s: %s; tracking is switched off for the rest of this run "
+            "(the clustering goes on)",
+            what,
+            target,
+            cause,
+        )
+        return True
+
+    def add(self, trial: Trial) -> None:
+        """Count a finished trial's calls."""
+        with self._lock:
+            self.backends.add(trial.config.backend)
+            if trial.config.backend == "none":  # its calls go nowhere: nothing to count
+                return
+            self.trials += 1
+            self.recorded += trial.recorded
+            self.not_recorded += len(trial.failures)
+            if self.other is None and trial.failures:
+                self.other = trial.failures[0]
+
+    def summary(self) -> dict[str, Any]:
+        """``status``: ``off`` (backend none), ``ok``, ``failed`` (a store was switched off) or
+        ``partial`` (some calls were not recorded), with the counts and the causes."""
+        with self._lock:
+            total = self.recorded + self.not_recorded
+            if self.outages:
+                status = "failed"
+            elif self.backends <= {"none"}:
+                status = "off"
+            elif self.not_recorded:
+                status = "partial"
+            else:
+                status = "ok"
+            out: dict[str, Any] = {
+                "status": status,
+                "backends": sorted(self.backends),
+                "trials": self.trials,
+                "recorded_calls": self.recorded,
+                "not_recorded": self.not_recorded,
+                "calls": total,
+            }
+            if self.outages:
+                out["causes"] = dict(self.outages)
+            if self.other is not None and not self.outages:
+                out["first_failure"] = dataclasses.asdict(self.other)
+            return out
+
+    def text(self) -> str:
+        """One line for a job's printed summary, e.g.
+        ``tracking: failed (mlflow sqlite:///m.db: OperationalError: ...) - 0 of 7 calls recorded``.
+        """
+        s = self.summary()
+        counts = f"{s['recorded_calls']} of {s['calls']} calls recorded"
+        if s["status"] == "off":
+            return "tracking: off"
+        if s["status"] == "failed":
+            causes = "; ".join(f"{t}: {c}" for t, c in s["causes"].items())
+            return f"tracking: failed ({causes}) - {counts}"
+        if s["status"] == "partial":
+            first = s["first_failure"]
+            return (
+                f"tracking: partial - {counts} (first not recorded: {first['what']}: "
+                f"{first['error']})"
+            )
+        return f"tracking: ok - {counts}"
+
+
+_HEALTH: list[TrackingHealth] = []
+_HEALTH_LOCK = threading.Lock()
+
+
+def current_health() -> TrackingHealth:
+    """The health of the innermost open :func:`health_scope`; outside any, a new one, so a
+    trial opened on its own (a notebook cell) tries its store again."""
+    with _HEALTH_LOCK:
+        return _HEALTH[-1] if _HEALTH else TrackingHealth()
+
+
+@contextmanager
+def health_scope() -> Iterator[TrackingHealth]:
+    """One run of a job: the trials opened inside share one :class:`TrackingHealth`.
+
+    Nested scopes share the outermost one (a sweep's trials and its best trial's outputs are
+    one run). A store switched off inside is tried again by the next run.
+    """
+    with _HEALTH_LOCK:
+        outer = _HEALTH[-1] if _HEALTH else None
+        health = outer or TrackingHealth()
+        _HEALTH.append(health)
+    try:
+        yield health
+    finally:
+        with _HEALTH_LOCK:
+            _HEALTH.pop()
+
+
+def read_trials_safely(config: TrackingConfig, experiment: str) -> list[TrialRecord] | None:
+    """The experiment's trials, or None when the store cannot be read (switched off then).
+
+    Examples
+    --------
+    >>> from spark_clustering.tracking.config import resolve_config
+    >>> read_trials_safely(resolve_config("none"), "demo")
+    []
+    """
+    health = current_health()
+    target = config.target()
+    if health.outage(target) is not None:
+        return None
+    try:
+        return make_backend(config).read_trials(experiment)
+    except Exception as exc:
+        if config.strict:
+            raise TrackingError(f"read trials of {experiment} failed: {exc}") from exc
+        health.switch_off(target, f"read trials of {experiment}", root_cause(exc))
+        return None
 
 
 #: SageMaker allows 50 tags per resource; the run context and our own bookkeeping use up to 15.

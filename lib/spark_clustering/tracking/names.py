@@ -13,6 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+# the redaction is shared with everything else the package saves; re-exported for old imports
+from ..redact import REDACTED, is_secret_key, redact, redact_text
+
 #: Logical names (experiment, trial, component): what users see in MLflow and as SageMaker tags.
 #: The character set is the ASCII part of what SageMaker accepts in a tag value.
 NAME_MAX = 120
@@ -39,24 +42,6 @@ _MEDIA_TYPE_RE = re.compile(r"^[-\w]+/[-\w+]+$")
 
 #: SageMaker's StringValue limit for parameters (MLflow allows 6000).
 PARAM_VALUE_MAX = 2500
-
-REDACTED = "__REDACTED__"  # tag-safe on SageMaker (no "*" there)
-#: Substrings of a key (lower-cased, separators removed) that mark a credential.
-_SECRET_MARKERS = (
-    "secret",
-    "password",
-    "passwd",
-    "passphrase",
-    "token",
-    "accesskey",
-    "apikey",
-    "privatekey",
-    "credential",
-    "authorization",
-    "sessionkey",
-)
-_URL_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
-_AWS_KEY_ID_RE = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
 
 def validate_name(param: str, value: Any) -> str:
@@ -156,18 +141,6 @@ def validate_media_type(value: Any) -> str | None:
     return value
 
 
-def is_secret_key(key: str) -> bool:
-    """True when a key looks like it holds a credential (password, token, access key...)."""
-    flat = re.sub(r"[^a-z0-9]", "", key.lower())
-    return any(marker in flat for marker in _SECRET_MARKERS)
-
-
-def redact_text(text: str) -> str:
-    """Remove credentials embedded in a string: URL user-info and AWS access key ids."""
-    text = _URL_USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-    return _AWS_KEY_ID_RE.sub(REDACTED, text)
-
-
 def coerce_param(key: str, value: Any) -> str | int | float:
     """A parameter value as a backend can store it, with credentials redacted.
 
@@ -215,9 +188,7 @@ def coerce_metric(value: Any) -> float:
 
 def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """Tags as strings, with credential-like keys redacted and URLs cleaned."""
-    return {
-        str(k): REDACTED if is_secret_key(str(k)) else redact_text(str(v)) for k, v in tags.items()
-    }
+    return {str(k): str(v) for k, v in redact(dict(tags)).items()}
 
 
 def _as_number(value: Any) -> int | float | None:

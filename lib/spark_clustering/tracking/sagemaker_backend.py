@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import TrackingConfig
-from .core import ComponentData, TrialRecord
+from .core import ComponentData, ContainedFailure, TrialRecord
 from .names import sagemaker_name, sagemaker_tag_value
 
 TAG = "spark-clustering:"
@@ -62,10 +62,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: error codes of a service that is up but refuses the rate: the call is lost, not the store
+THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException",
+              "RequestLimitExceeded", "SlowDown"}  # fmt: skip
+
+
 def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
+
+#: botocore timeouts (seconds) of the tracking clients; attempts are ``max_attempts`` (default 5)
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
 
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
@@ -116,6 +125,10 @@ def _client(service: str, config: TrackingConfig) -> Any:
                 service,
                 endpoint_url=config.endpoint_url,
                 config=Config(
+                    # an endpoint that is down or silent must cost seconds: botocore's default
+                    # 60 s connect and read timeouts, retried, would hold a job for minutes
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=READ_TIMEOUT,
                     retries={"mode": "standard", "total_max_attempts": config.max_attempts},
                     user_agent_extra="spark-clustering-tracking",
                 ),
@@ -396,13 +409,13 @@ class SageMakerBackend:
             comp["outputs"][os.path.basename(path)[:128]] = {"Value": uri, "MediaType": media}
             changed = True
         if len(comp["params"]) > MAX_PARAMETERS:
-            raise ValueError(
+            raise ContainedFailure(
                 f"component {comp['name']} has {len(comp['params'])} parameters; SageMaker "
                 f"accepts at most {MAX_PARAMETERS} per trial component"
             )
         for kind in ("inputs", "outputs"):
             if len(comp[kind]) > MAX_ARTIFACTS:
-                raise ValueError(
+                raise ContainedFailure(
                     f"component {comp['name']} has {len(comp[kind])} {kind}; SageMaker accepts "
                     f"at most {MAX_ARTIFACTS} per trial component"
                 )
@@ -416,11 +429,16 @@ class SageMakerBackend:
             )
         if status is not None:
             update.update(Status={"PrimaryStatus": status}, EndTime=_now())
-        if update:
-            self.sm.update_trial_component(TrialComponentName=comp["name"], **update)
-        self._put_metrics(comp["name"], data, errors)
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        try:
+            if update:
+                self.sm.update_trial_component(TrialComponentName=comp["name"], **update)
+            self._put_metrics(comp["name"], data, errors)
+        except Exception as exc:
+            if _error_code(exc) in THROTTLING:  # still throttled after max_attempts
+                raise ContainedFailure(f"{comp['name']}: {exc}") from exc
+            raise
+        if errors:  # some files or metric values refused, the rest written
+            raise ContainedFailure("; ".join(errors))
 
     def _put_metrics(self, name: str, data: ComponentData, errors: list[str]) -> None:
         points = [
