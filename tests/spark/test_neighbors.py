@@ -124,7 +124,7 @@ def test_bad_input(spark, data):
     _, df = data
     with pytest.raises(ValueError, match="k=0"):
         k_distances(df, 0)
-    with pytest.raises(ValueError, match=r"k=5000 is larger than the number of rows \(3000\)"):
+    with pytest.raises(ValueError, match=r"has 3000 rows; k=5000 needs at least 5000"):
         k_distances(df, 5000)
     with pytest.raises(ValueError, match="sampleSize=0"):
         suggest_eps(df, 4, sampleSize=0)
