@@ -125,10 +125,8 @@ def _clusterer(config: SegmentConfig, features_col: str, eps: float | None) -> A
 
 def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[DataFrame, list[str]]:
     """Rows of the original (unscaled) features per customer and their column names."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
     from spark_clustering.features.assemble import feature_names
+    from spark_clustering.features.vectors import as_array
 
     if prepared is not None and prepared._cached:
         table = prepared._cached[0]
@@ -140,7 +138,7 @@ def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[Da
     except ValueError:
         first = features.select("features").first()
         names = [f"f{i}" for i in range(len(first[0]) if first else 0)]
-    arr = vector_to_array(F.col("features"))
+    arr = as_array(features, "features")  # a vector or an array<double> column
     cols = [arr[i].alias(n) for i, n in enumerate(names)]
     return features.select(id_col, *cols), names
 
@@ -177,14 +175,14 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
+
+    from spark_clustering.features.vectors import as_array
 
     fraction = min(1.0, 1.2 * n / max(total, 1))
     rows = (
         df.sample(fraction=fraction, seed=seed)
         .limit(n)
-        .select(vector_to_array(F.col(col)).alias("x"), "cluster")
+        .select(as_array(df, col).alias("x"), "cluster")
         .collect()
     )
     x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
@@ -594,10 +592,13 @@ def run_job(
     except (ConfigError, ValueError) as exc:
         print(f"error: {job} config: {exc}", file=sys.stderr)
         return None, None, 2
-    from spark_clustering.session import get_spark
+    from .entry import start_spark
 
-    spark = get_spark(f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu)
-    result, code = guarded(job, lambda: runner(spark, config), failed_note)
+    def work() -> Any:
+        spark = start_spark(f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu)
+        return runner(spark, config)
+
+    result, code = guarded(job, work, failed_note)
     return config, result, code
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from . import segment
-from .entry import job_main
+from .entry import job_main, root_cause
 from .pipeline import Stages
 from .sweep_config import SweepConfig, TrialSpec, load_sweep_config
 
@@ -419,7 +419,9 @@ def run_sweep(
                 outcome.metrics = run_trial(config, outcome.spec, outcome.config_hash, work)
                 outcome.status = "completed"
             except Exception as exc:
-                outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+                # the cause in one line (no Java trace on the console); the trace at DEBUG
+                log.debug("sweep: trial %s failed", outcome.spec.label(), exc_info=exc)
+                outcome.status, outcome.error = "failed", root_cause(exc)
             outcome.seconds = time.perf_counter() - started
             if outcome.error:
                 log.warning("sweep: trial %s failed: %s", outcome.spec.label(), outcome.error)
