@@ -52,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from spark_clustering.jobs.entry import run_reporting_setup_errors
+    from spark_clustering.jobs.entry import run_reported
 
-    return int(run_reporting_setup_errors(args.func, args) or 0)
+    # one 'error:' line and no stack trace for anything a sub-command lets through
+    return run_reported(str(args.command), args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ from pyspark.sql.types import IntegralType
 
 from . import sampling
 from .base import check_choice, check_range, log_metrics
-from .features.vectors import coordinate_names, scan_features, with_coordinates
+from .features.vectors import Requirement, check_input, coordinate_names, with_coordinates
 from .params import HasFeaturesCol, HasPredictionCol, HasSeed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -215,14 +215,8 @@ def evaluate(
         confidence,
         metrics,
     )
-    stats = scan_features(df, featuresCol)
-    if stats.n_rows == 0:
-        raise ValueError("evaluate: the DataFrame has no rows")
-    if stats.n_invalid:
-        raise ValueError(
-            f"featuresCol={featuresCol!r} has {stats.n_invalid} of {stats.n_rows} rows with "
-            "null, NaN or infinite values; accepted: finite numbers only (clean or drop them)"
-        )
+    # no handleInvalid here: a score over part of the rows would not say so
+    stats = check_input(df, featuresCol, None, Requirement(1, "evaluate")).stats
     assert stats.dimension is not None
     d = stats.dimension
     coords = coordinate_names(d)

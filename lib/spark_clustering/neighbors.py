@@ -25,6 +25,7 @@ would make a sample's knee drift from the full curve's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,8 +36,9 @@ from . import sampling
 from .base import check_choice, check_range
 from .features.vectors import (
     FeatureStats,
+    Requirement,
     as_array,
-    check_invalid_rows,
+    check_stats,
     feature_stats,
     feature_type,
 )
@@ -44,6 +46,8 @@ from .features.vectors import (
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
 
 __all__ = ["KDistanceGraph", "k_distances", "kneedle", "suggest_eps"]
 
@@ -246,9 +250,13 @@ def _scan_and_sample(
         sum(int(p["bad"]) for p in parts),
     )
     d = stats.dimension or 0
-    keys = np.concatenate([np.frombuffer(p["keys"], dtype=np.float64) for p in parts])
+    # an empty DataFrame may have no partition at all: nothing to concatenate
+    keys = np.concatenate(
+        [np.empty(0)] + [np.frombuffer(p["keys"], dtype=np.float64) for p in parts]
+    )
     rows = np.concatenate(
-        [np.frombuffer(p["rows"], dtype=np.float64).reshape(-1, max(d, 1)) for p in parts]
+        [np.empty((0, max(d, 1)))]
+        + [np.frombuffer(p["rows"], dtype=np.float64).reshape(-1, max(d, 1)) for p in parts]
     )
     order = np.argsort(keys, kind="stable")[:sample_size]
     return stats, rows[order], flat
@@ -269,12 +277,8 @@ def _query_k_distances(
     _check(k, sampleSize, maxSampleSize, handleInvalid)
     feature_type(df, featuresCol)
     stats, queries, flat = _scan_and_sample(df, featuresCol, sampleSize, seed)
-    check_invalid_rows(featuresCol, stats, handleInvalid)
+    check_stats(featuresCol, stats, handleInvalid, Requirement(int(k), "k", int(k)))
     n = stats.n_rows - stats.n_invalid
-    if n == 0:
-        raise ValueError(f"featuresCol={featuresCol!r}: the DataFrame has no valid rows")
-    if k > n:
-        raise ValueError(f"k={k} is larger than the number of rows ({n}); accepted: 1 <= k <= n")
     exact = n <= sampleSize
     d = stats.dimension
     assert d is not None  # n > 0: some row has a dimension
@@ -313,6 +317,29 @@ def _query_k_distances(
         ).treeReduce(_merge_topk)
     bc.unpersist()
     return np.sort(merged[:, k - 1]), n, exact
+
+
+def _positive_fallback(distances: np.ndarray, k: int, featuresCol: str) -> float:
+    """The eps suggested when the knee is at distance 0 (more than the knee's share of the
+    points have ``k`` identical points): the smallest positive k-distance, or ``ValueError``
+    when every k-distance is 0 (no eps > 0 separates anything)."""
+    positive = distances[distances > 0.0]
+    if not len(positive):
+        raise ValueError(
+            f"featuresCol={featuresCol!r}: every sampled row has its k={k} nearest rows at "
+            "distance 0 (identical points), so no eps > 0 can be suggested; accepted: data "
+            "with distinct points (or a smaller k), or set eps yourself"
+        )
+    eps = float(positive[0])
+    log.warning(
+        "suggest_eps: the knee of the k-distance curve is 0 (%d of %d sampled rows have k=%d "
+        "identical points); suggesting the smallest positive k-distance, %.6g",
+        len(distances) - len(positive),
+        len(distances),
+        k,
+        eps,
+    )
+    return eps
 
 
 def k_distances(
@@ -386,7 +413,9 @@ def suggest_eps(
     Returns
     -------
     KDistanceGraph
-        ``eps``, the sorted ``distances``, ``knee_index`` and ``plot(path)``.
+        ``eps``, the sorted ``distances``, ``knee_index`` and ``plot(path)``. ``eps`` is
+        always > 0: when the knee is at distance 0 (many identical points), it is the smallest
+        positive k-distance, with a warning; when every k-distance is 0, ``ValueError``.
 
     Examples
     --------
@@ -402,6 +431,8 @@ def suggest_eps(
         df, k, featuresCol, sampleSize, seed, maxSampleSize, handleInvalid
     )
     eps = knee_of_sorted(distances, trim=trim, grid=grid)
+    if eps <= 0.0:
+        eps = _positive_fallback(distances, k, featuresCol)
     index = min(int(np.searchsorted(distances, eps)), len(distances) - 1)
     return KDistanceGraph(
         eps=eps, k=int(k), distances=distances, knee_index=index, n_rows=n, exact=exact, trim=trim

@@ -50,8 +50,10 @@ class HasHandleInvalid(Params):
     handleInvalid: Param[str] = Param(
         Params._dummy(),
         "handleInvalid",
-        "rows whose features hold NaN or infinity: 'error' (fail, naming how many rows), "
-        "'skip' (drop them) or 'keep' (label them as noise, -1)",
+        "rows whose features are null or hold NaN or infinity (and, at transform, rows of "
+        "another dimension than the model's): 'error' (fail, naming how many rows), 'skip' "
+        "(drop them) or 'keep' (keep them: noise, -1, for DBSCAN, a null result for the "
+        "others); a fit uses the valid rows only with 'skip' or 'keep'",
         typeConverter=TypeConverters.toString,
     )
 

@@ -10,10 +10,10 @@ SparkMagic cells are translated to what they mean on a local session:
 - ``%matplot plt``: saves the current figure to a PNG (the test checks the charts exist).
 
 Every other cell runs in order in one namespace holding ``spark`` and ``sc``, as the PySpark
-kernel provides them, with the parameters cell's values replaced by local ones. A cell whose
-``metadata.spark_clustering.requires`` names an API that does not exist yet is not run, nor is
-any later cell that uses a variable such a cell would have set; ``test_notebook_apis_exist``
-lists them precisely.
+kernel provides them, with the parameters cell's values replaced by local ones. Nothing is
+skipped: an API a cell names in ``metadata.spark_clustering.requires`` that does not exist fails
+``test_notebook_apis_exist`` (and the run, before the cell), and a cell that raises fails the
+run, naming the cell and the error.
 """
 
 from __future__ import annotations
@@ -144,8 +144,18 @@ def test_notebook_is_a_sparkmagic_pyspark_notebook() -> None:
     assert sum(c.source.count("%matplot plt") for _, c in cells) >= 2
 
 
-def run_notebook(spark: Any, tmp_path: Path) -> tuple[list[int], dict[int, str], dict[str, Any]]:
-    """Run the runnable cells; returns (cells run, {cell: why not run}, namespace)."""
+class CellFailed(AssertionError):
+    """A notebook cell raised, or needs an API that does not exist."""
+
+
+def run_notebook(
+    spark: Any, tmp_path: Path, restore: dict[str, str | None]
+) -> tuple[list[int], dict[str, Any]]:
+    """Run every runnable cell in order; returns (cells run, namespace). ``restore`` receives
+    the session settings %%configure changed, with their previous values.
+
+    Raises :class:`CellFailed` at the first cell that needs a missing API or raises.
+    """
     nb = load_notebook()
     figures = tmp_path / "figures"
     figures.mkdir()
@@ -160,9 +170,6 @@ def run_notebook(spark: Any, tmp_path: Path) -> tuple[list[int], dict[int, str],
         "UMAP_COMPONENTS": 2,
     }
     ran: list[int] = []
-    not_run: dict[int, str] = {}
-    restore: dict[str, str | None] = {}
-    unavailable: dict[str, int] = {}
     for index, cell in code_cells(nb):
         source = cell.source
         first = source.lstrip().split("\n", 1)[0]
@@ -176,26 +183,29 @@ def run_notebook(spark: Any, tmp_path: Path) -> tuple[list[int], dict[int, str],
             continue
         code = translate(source, figures, index)
         missing = missing_apis(cell)
-        uses = sorted(n for n in loaded_names(code) if n in unavailable)
-        if missing or uses:
-            why = (
-                f"needs {', '.join(missing)}"
-                if missing
-                else "uses " + ", ".join(f"{n} (cell {unavailable[n]})" for n in uses)
-            )
-            not_run[index] = why
-            for name in assigned_names(code):
-                unavailable.setdefault(name, index)
-            continue
+        if missing:
+            raise CellFailed(f"cell {index} needs {', '.join(missing)}")
         started = time.monotonic()
-        exec(compile(code, f"{NOTEBOOK.name}[cell {index}]", "exec"), namespace)
+        try:
+            exec(compile(code, f"{NOTEBOOK.name}[cell {index}]", "exec"), namespace)
+        except Exception as exc:
+            raise CellFailed(f"cell {index} failed: {type(exc).__name__}: {exc}") from exc
         log.info("notebook cell %d ran in %.1fs", index, time.monotonic() - started)
         if "parameters" in cell.metadata.get("tags", []):
             namespace.update(overrides)
         ran.append(index)
     namespace["__figures__"] = sorted(figures.glob("*.png"))
-    namespace["__restore_conf__"] = restore
-    return ran, not_run, namespace
+    return ran, namespace
+
+
+def runnable_cells(nb: nbformat.NotebookNode) -> list[int]:
+    """The code cells that run locally (all but %%configure and session magics)."""
+    out = []
+    for index, cell in code_cells(nb):
+        first = cell.source.lstrip().split("\n", 1)[0]
+        if not first.startswith("%%configure") and first.strip() not in SESSION_MAGICS:
+            out.append(index)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -204,43 +214,48 @@ def executed(spark: Any, tmp_path_factory: pytest.TempPathFactory, request: pyte
     monkey = pytest.MonkeyPatch()
     monkey.chdir(tmp)  # MLflow and matplotlib write nothing into the checkout
     request.addfinalizer(monkey.undo)
-    result = run_notebook(spark, tmp)
+    restore: dict[str, str | None] = {}
 
     def restore_conf() -> None:
         # The session is shared with the rest of the suite: give back what %%configure changed.
-        for key, value in result[2]["__restore_conf__"].items():
+        for key, value in restore.items():
             if value is None:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
 
     request.addfinalizer(restore_conf)
-    return result
+    try:
+        return run_notebook(spark, tmp, restore)
+    except CellFailed as exc:
+        # a failure of the notebook is a failure of the tests that use it, never a skip
+        return exc
+
+
+def _ran(executed: Any) -> tuple[list[int], dict[str, Any]]:
+    if isinstance(executed, CellFailed):
+        pytest.fail(str(executed), pytrace=False)
+    return executed
 
 
 def test_notebook_cells_run_on_local_spark(executed) -> None:
-    ran, _, ns = executed
-    assert ran, "no cell ran"
-    # Whatever ran produced what it promises.
-    if "features" in ns:
-        assert ns["features"].columns[-1] == "features" and ns["features"].count() > 100
-    if "segmented" in ns:
-        assert "cluster" in ns["segmented"].columns
-        assert (Path(ns["OUTPUT"]) / "segments").exists()
-    if "metrics" in ns:
-        assert ns["metrics"]["n_clusters"] >= 1
-    if "board" in ns:
-        assert len(ns["board"]) >= 1
-    charts = sum(
-        1 for i in ran for _ in re.finditer("%matplot plt", load_notebook().cells[i].source)
-    )
+    ran, ns = _ran(executed)
+    nb = load_notebook()
+    assert ran == runnable_cells(nb), "every runnable cell runs"
+    # What the cells promise, each checked unconditionally.
+    assert ns["features"].columns[-1] == "features" and ns["features"].count() > 100
+    assert "cluster" in ns["segmented"].columns
+    assert (Path(ns["OUTPUT"]) / "segments").exists()
+    assert ns["metrics"]["n_clusters"] >= 1
+    assert len(ns["board"]) >= 1
+    charts = sum(1 for i in ran for _ in re.finditer("%matplot plt", nb.cells[i].source))
+    assert charts >= 2
     assert len(ns["__figures__"]) == charts
 
 
-def test_notebook_apis_exist(executed) -> None:
-    _, not_run, _ = executed
-    if not_run:
-        pytest.skip(
-            "notebook cells not run yet: "
-            + "; ".join(f"cell {i}: {why}" for i, why in sorted(not_run.items()))
-        )
+def test_notebook_apis_exist() -> None:
+    """Every API a cell declares it needs exists (checked without running the notebook)."""
+    problems = [
+        f"cell {i}: {p}" for i, cell in code_cells(load_notebook()) for p in missing_apis(cell)
+    ]
+    assert not problems, "notebook cells need missing APIs: " + "; ".join(problems)

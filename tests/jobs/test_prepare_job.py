@@ -123,7 +123,10 @@ def test_failed_run_leaves_previous_output_intact(generated, prepared, monkeypat
     rc = main(["--config", EXAMPLE, "--input", str(generated / "transactions"),
                "--output", str(prepared), "--gpu", "off"])  # fmt: skip
     assert rc == 1
-    assert "error: prepare failed (RuntimeError: disk full)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # one line: the cause, and where the full trace is (no trace on stderr)
+    assert "error: prepare failed, no output written: RuntimeError: disk full (full trace: " in err
+    assert "Traceback" not in err
     assert _listing(prepared) == before
     assert [p.name for p in prepared.parent.iterdir() if p.name.startswith(".prepared")] == []
 

@@ -3,8 +3,8 @@
 Each job runs on a local master with the packaged library given as ``--py-files`` (the zip
 ``scripts/build-dist.sh`` builds and the launcher uploads), from a temporary working folder, with
 the minimal arguments in :data:`JOBS`. A script in ``spark_jobs/`` without an entry in
-:data:`JOBS` fails the suite: add its arguments there. An entry whose script is not written yet is
-skipped, naming the script.
+:data:`JOBS` fails the suite: add its arguments there; an entry of :data:`JOBS` whose script is
+missing fails it too, naming the script.
 """
 
 from __future__ import annotations
@@ -195,14 +195,21 @@ def test_zip_is_what_the_driver_and_executors_import(pyfiles_zip: Path, tmp_path
         assert pyfiles_zip.name in line.split(maxsplit=1)[1], line
 
 
+def test_every_entry_has_a_job_script() -> None:
+    missing = sorted(job for job in JOBS if not (SPARK_JOBS / f"{job}.py").is_file())
+    assert not missing, (
+        f"JOBS in {__file__} lists {missing}, but spark_jobs/ has no such script: write it or "
+        "remove the entry"
+    )
+
+
 @pytest.mark.parametrize("job", sorted(JOBS))
 def test_job_runs_through_spark_submit(
     job: str, pyfiles_zip: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     spec = JOBS[job]
     script = SPARK_JOBS / f"{job}.py"
-    if not script.is_file():
-        pytest.skip(f"spark_jobs/{job}.py is not written yet")
+    assert script.is_file(), f"spark_jobs/{job}.py is missing (listed in JOBS)"
     if spec.setup is not None:
         spec.setup(request.getfixturevalue("spark"), tmp_path)
     proc = spark_submit(script, spec.args(tmp_path), pyfiles_zip, tmp_path)

@@ -124,7 +124,7 @@ def test_bad_input(spark, data):
     _, df = data
     with pytest.raises(ValueError, match="k=0"):
         k_distances(df, 0)
-    with pytest.raises(ValueError, match=r"k=5000 is larger than the number of rows \(3000\)"):
+    with pytest.raises(ValueError, match=r"has 3000 rows; k=5000 needs at least 5000"):
         k_distances(df, 5000)
     with pytest.raises(ValueError, match="sampleSize=0"):
         suggest_eps(df, 4, sampleSize=0)
@@ -159,3 +159,18 @@ def test_bad_input(spark, data):
     ragged = spark.createDataFrame([([1.0, 2.0],), ([1.0, 2.0, 3.0],)], "features array<double>")
     with pytest.raises(ValueError, match="different dimensions"):
         k_distances(ragged, 1)
+
+
+def test_suggest_eps_on_empty_or_identical_points(spark):
+    empty = spark.createDataFrame([], "features array<double>")
+    with pytest.raises(ValueError, match="featuresCol='features': the DataFrame has no rows; k=3"):
+        suggest_eps(empty, 3)
+    same = spark.createDataFrame([([1.0, 2.0],)] * 20, "features array<double>")
+    with pytest.raises(ValueError, match="identical points"):
+        suggest_eps(same, 3)
+    # most points coincide (the knee is at 0): the smallest positive k-distance, never 0
+    rows = [([0.0, 0.0],)] * 30 + [([float(i), 1.0],) for i in range(1, 6)]
+    mostly = spark.createDataFrame(rows, "features array<double>")
+    graph = suggest_eps(mostly, 3)
+    assert graph.eps == pytest.approx(float(graph.distances[graph.distances > 0][0]))
+    assert graph.eps > 0

@@ -201,7 +201,7 @@ def test_bad_params_rejected_before_work(spark, blobs):
         UMAP(minDist=2.0).fit(df)
     with pytest.raises(ValueError, match="featuresCol='x'"):
         UMAP(featuresCol="x").fit(df)
-    with pytest.raises(ValueError, match="nNeighbors=60 needs more rows"):
+    with pytest.raises(ValueError, match="has 50 rows; nNeighbors=60 needs at least 61"):
         UMAP(nNeighbors=60).fit(df)
     with pytest.raises(ValueError, match="backend='gpu' was requested for umap"):
         UMAP(backend="gpu").fit(df)

@@ -69,7 +69,10 @@ def test_overrides_replace_file_values(good, tmp_path):
         ({"reducer": {"algorithm": "pca", "params": {"k": 0}}}, "[reducer].params.k: 0"),
         ({"clusterer": {"algorithm": "hdbscan"}}, "unknown algorithm 'hdbscan'"),
         ({"clusterer": {}}, "[clusterer].algorithm is required"),
-        ({"clusterer": {"algorithm": "dbscan", "params": {"eps": 0}}}, "eps: 0; accepted: > 0"),
+        (
+            {"clusterer": {"algorithm": "dbscan", "params": {"eps": 0}}},
+            "eps: 0; accepted: a finite number > 0",
+        ),
         ({"clusterer": {"algorithm": "dbscan", "params": {"eps": -0.5}}}, "eps: -0.5"),
         (
             {"clusterer": {"algorithm": "dbscan", "params": {"eps": "knee"}}},

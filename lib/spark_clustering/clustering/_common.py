@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 
 from ..base import check_choice
-from ..features.vectors import feature_type
+from ..features.vectors import as_array, feature_type, transform_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -85,6 +86,37 @@ def vector_features(df: DataFrame, col: str) -> DataFrame:
     if isinstance(feature_type(df, col), VectorUDT):
         return df
     return df.withColumn(col, array_to_vector(F.col(col).cast("array<double>")))
+
+
+def transform_with_mllib(
+    dataset: DataFrame,
+    col: str,
+    dimension: int,
+    handle_invalid: str,
+    apply: Callable[[DataFrame, str], DataFrame],
+    outputs: Sequence[str],
+) -> DataFrame:
+    """Run an MLlib model's transform (``apply(df, input_col)``) under ``handleInvalid``.
+
+    MLlib fails with a Java trace on a null, non-finite or wrong-sized row; here such a row
+    fails with a clear message ('error'), is dropped ('skip'), or goes through as a zero vector
+    and gets null ``outputs`` ('keep'). The input is given to ``apply`` as a vector column.
+    """
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    df, bad = transform_rows(dataset, col, dimension, handle_invalid)
+    tmp, flag = "__mllib_in", "__mllib_invalid"
+    if handle_invalid == "keep":
+        zeros = F.array_repeat(F.lit(0.0), dimension)
+        vec = array_to_vector(F.when(bad, zeros).otherwise(as_array(df, col)))
+        data = df.withColumn(flag, bad).withColumn(tmp, vec)
+        results = [F.when(~F.col(flag), F.col(o)).alias(o) for o in outputs]
+    else:
+        data = vector_features(df.withColumn(tmp, F.col(col)), tmp)
+        results = [F.col(o) for o in outputs]
+    kept = [F.col(f"`{c}`") for c in dataset.columns if c not in outputs]
+    return apply(data, tmp).select(*kept, *results)
 
 
 # --------------------------------------------------------------------------- persistence

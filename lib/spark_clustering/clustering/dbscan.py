@@ -29,12 +29,12 @@ from ..base import (
     resolve_backend,
 )
 from ..features.vectors import (
+    Requirement,
     as_array,
+    check_input,
     coordinate_names,
     feature_type,
-    handle_invalid_rows,
-    invalid_expr,
-    scan_features,
+    transform_rows,
 )
 from ..params import (
     HANDLE_INVALID_CHOICES,
@@ -244,10 +244,9 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
         col = self.getFeaturesCol()
         feature_type(dataset, col)
         backend = resolve_backend("dbscan", self.getBackend(), dataset.sparkSession)
-        stats = scan_features(dataset, col)
-        d = stats.dimension
-        valid = handle_invalid_rows(dataset, col, stats, self.getHandleInvalid())
-        n_valid = stats.n_rows - stats.n_invalid
+        # no rows is a valid input: the model has no clusters and labels every row noise
+        checked = check_input(dataset, col, self.getHandleInvalid(), Requirement(min_rows=0))
+        d, valid, n_valid = checked.dimension, checked.data, checked.n_valid
         if d is None or n_valid == 0:
             model = DBSCANModel._empty(d or 0)
         else:
@@ -362,33 +361,14 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from ..backends.dbscan_spark import label_distributed
 
-        check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
         col, pred, core_col = self.getFeaturesCol(), self.getPredictionCol(), self.getIsCoreCol()
         feature_type(dataset, col)
         for out in (pred, core_col):
             if out in dataset.columns:
                 raise ValueError(f"output column {out!r} already exists in the DataFrame")
         d = self._dimension
+        df, bad = transform_rows(dataset, col, d, self.getHandleInvalid())
         arr = as_array(dataset, col)
-        bad = invalid_expr(arr)
-        if d:
-            bad = bad | (F.size(arr) != d)
-        mode = self.getHandleInvalid()
-        if mode == "error":
-            checked = F.when(
-                bad,
-                F.raise_error(
-                    F.lit(
-                        f"featuresCol={col!r} has a row with null, NaN or infinite values or a "
-                        f"dimension other than {d}; set handleInvalid='skip' or 'keep'"
-                    )
-                ),
-            ).otherwise(F.lit(True))
-            df = dataset.where(checked)
-        elif mode == "skip":
-            df = dataset.where(~bad)
-        else:
-            df = dataset
         if self._cores is None or self._regions is None or not self._cluster_sizes:
             return df.withColumn(pred, F.lit(-1)).withColumn(core_col, F.lit(False))
 

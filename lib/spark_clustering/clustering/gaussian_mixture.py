@@ -22,10 +22,22 @@ from pyspark.ml.util import (
 )
 
 from ..base import check_choice, check_range, log_fit
-from ..features.vectors import feature_type
-from ..params import HasFeaturesCol, HasPredictionCol, HasSeed
+from ..features.vectors import Requirement, check_input, feature_type
+from ..params import (
+    HANDLE_INVALID_CHOICES,
+    HasFeaturesCol,
+    HasHandleInvalid,
+    HasPredictionCol,
+    HasSeed,
+)
 from ..sampling import canonical_layout
-from ._common import DelegateReader, DelegateWriter, HasSparkOrSageMakerBackend, vector_features
+from ._common import (
+    DelegateReader,
+    DelegateWriter,
+    HasSparkOrSageMakerBackend,
+    transform_with_mllib,
+    vector_features,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame
@@ -34,7 +46,12 @@ __all__ = ["GaussianMixture", "GaussianMixtureModel"]
 
 
 class _GaussianMixtureParams(
-    HasFeaturesCol, HasPredictionCol, HasProbabilityCol, HasSeed, HasSparkOrSageMakerBackend
+    HasFeaturesCol,
+    HasPredictionCol,
+    HasProbabilityCol,
+    HasSeed,
+    HasHandleInvalid,
+    HasSparkOrSageMakerBackend,
 ):
     """Params shared by :class:`GaussianMixture` and :class:`GaussianMixtureModel`."""
 
@@ -80,6 +97,7 @@ class _GaussianMixtureParams(
     def _validate_params(self) -> None:
         """Range checks, before any work starts."""
         check_choice("backend", self.resolvedBackend(), ("spark",))
+        check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
         check_range("k", self.getK(), ge=2)
         check_range("maxIter", self.getMaxIter(), ge=1)
         check_range("tol", self.getTol(), ge=0.0)
@@ -89,6 +107,11 @@ class GaussianMixture(
     _GaussianMixtureParams, Estimator, DefaultParamsReadable, DefaultParamsWritable
 ):
     """Gaussian mixture model fitted by Spark MLlib's expectation-maximisation.
+
+    The features are checked first (:func:`~spark_clustering.features.vectors.check_input`):
+    at least ``k`` valid rows of one dimension; rows with null, NaN or infinite values fail the
+    fit unless ``handleInvalid`` is 'skip' or 'keep' (then the fit uses the valid rows, and
+    transform drops such rows or keeps them with null outputs).
 
     Examples
     --------
@@ -109,6 +132,7 @@ class GaussianMixture(
         seed: int | None = None,
         maxIter: int = 100,
         tol: float = 0.01,
+        handleInvalid: str = "error",
         backend: str = "spark",
     ) -> None:
         super().__init__()
@@ -125,6 +149,7 @@ class GaussianMixture(
         seed: int | None = None,
         maxIter: int = 100,
         tol: float = 0.01,
+        handleInvalid: str = "error",
         backend: str = "spark",
     ) -> GaussianMixture:
         """Sets params for GaussianMixture (None leaves a Param unset)."""
@@ -158,6 +183,10 @@ class GaussianMixture(
         """Sets the value of :py:attr:`tol`."""
         return self._set(tol=value)
 
+    def setHandleInvalid(self, value: str) -> GaussianMixture:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
     def setBackend(self, value: str) -> GaussianMixture:
         """Sets the value of :py:attr:`backend`."""
         return self._set(backend=value)
@@ -166,8 +195,8 @@ class GaussianMixture(
         self._validate_params()
         from pyspark.ml.clustering import GaussianMixture as MLlibGaussianMixture
 
-        col = self.getFeaturesCol()
-        feature_type(dataset, col)
+        col, k = self.getFeaturesCol(), self.getK()
+        valid = check_input(dataset, col, self.getHandleInvalid(), Requirement(k, "k", k)).data
         mllib = MLlibGaussianMixture(
             featuresCol=col, k=self.getK(), maxIter=self.getMaxIter(), tol=self.getTol()
         )
@@ -175,7 +204,7 @@ class GaussianMixture(
             mllib.setSeed(self.getOrDefault(self.seed))
         model = GaussianMixtureModel()
         # the initial sample is drawn per partition: fit on a layout that depends on the rows
-        features = canonical_layout(vector_features(dataset.select(col), col), [col])
+        features = canonical_layout(vector_features(valid.select(col), col), [col])
         model._mllib = mllib.fit(features)
         log_fit(self)
         return self._copyValues(model)
@@ -218,20 +247,29 @@ class GaussianMixtureModel(_GaussianMixtureParams, Model, MLReadable, MLWritable
         """Sets the value of :py:attr:`probabilityCol`."""
         return self._set(probabilityCol=value)
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
-        from pyspark.sql import functions as F
+    def setHandleInvalid(self, value: str) -> GaussianMixtureModel:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
 
+    @property
+    def numFeatures(self) -> int:
+        """Dimension of the features the model was fitted on."""
+        return int(self._mllib.gaussians[0].mean.size)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
         col = self.getFeaturesCol()
         feature_type(dataset, col)
-        tmp = "__gmm_in"
-        data = vector_features(dataset.withColumn(tmp, F.col(col)), tmp)
         mllib = self._mllib.copy()
-        mllib.setFeaturesCol(tmp)
         mllib.setPredictionCol(self.getPredictionCol())
         mllib.setProbabilityCol(self.getProbabilityCol())
-        pred, prob = self.getPredictionCol(), self.getProbabilityCol()
-        keep = [c for c in dataset.columns if c not in (pred, prob)]
-        return mllib.transform(data).select(*keep, pred, prob)
+        return transform_with_mllib(
+            dataset,
+            col,
+            self.numFeatures,
+            self.getHandleInvalid(),
+            lambda df, tmp: mllib.setFeaturesCol(tmp).transform(df),
+            [self.getPredictionCol(), self.getProbabilityCol()],
+        )
 
     def _extra(self) -> dict[str, Any]:
         return {}

@@ -22,8 +22,14 @@ from pyspark.ml.util import (
 )
 
 from ..base import check_choice, check_range, log_fit
-from ..features.vectors import as_array, feature_type
-from ..params import HasFeaturesCol, HasPredictionCol, HasSeed
+from ..features.vectors import Requirement, as_array, check_input, feature_type, transform_rows
+from ..params import (
+    HANDLE_INVALID_CHOICES,
+    HasFeaturesCol,
+    HasHandleInvalid,
+    HasPredictionCol,
+    HasSeed,
+)
 from ..sampling import canonical_layout
 from ._common import (
     ArraysReader,
@@ -42,7 +48,9 @@ INIT_MODES = ("k-means||", "random")
 EVAL_METRICS = ("msd", "ssd")
 
 
-class _KMeansParams(HasFeaturesCol, HasPredictionCol, HasSeed, HasSparkOrSageMakerBackend):
+class _KMeansParams(
+    HasFeaturesCol, HasPredictionCol, HasSeed, HasHandleInvalid, HasSparkOrSageMakerBackend
+):
     """Params shared by :class:`KMeans` and :class:`KMeansModel`."""
 
     k: Param[int] = Param(
@@ -193,6 +201,7 @@ class _KMeansParams(HasFeaturesCol, HasPredictionCol, HasSeed, HasSparkOrSageMak
     def _validate_params(self) -> None:
         """Range and cross-parameter checks, before any work or resource is created."""
         self.resolvedBackend()
+        check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
         check_range("k", self.getK(), ge=2)
         check_range("maxIter", self.getMaxIter(), ge=1)
         check_range("tol", self.getTol(), ge=0.0)
@@ -235,6 +244,10 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         As MLlib's KMeans (``initMode`` 'k-means||' maps to SageMaker's 'kmeans++').
     outlierQuantile, outlierCol
         Optional per-cluster distance threshold learnt at fit, flagged at transform.
+    handleInvalid : {'error', 'skip', 'keep'}
+        Rows with null, NaN or infinite features (and, at transform, rows of another dimension
+        than the centres'): fail (the default), drop them, or keep them with a null cluster and
+        distance. A fit always uses the valid rows only.
     backend : {'spark', 'sagemaker'}
         ``sagemaker`` trains with sagemaker-pyspark's ``KMeansSageMakerEstimator`` and scores
         through an endpoint or a batch transform job (see ``setSageMakerConfig`` and
@@ -269,6 +282,7 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         initSteps: int = 2,
         outlierQuantile: float | None = None,
         outlierCol: str = "outlier",
+        handleInvalid: str = "error",
         backend: str = "spark",
         featureDim: int | None = None,
         miniBatchSize: int | None = None,
@@ -295,6 +309,7 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         initSteps: int = 2,
         outlierQuantile: float | None = None,
         outlierCol: str = "outlier",
+        handleInvalid: str = "error",
         backend: str = "spark",
         featureDim: int | None = None,
         miniBatchSize: int | None = None,
@@ -350,6 +365,10 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         """Sets the value of :py:attr:`outlierCol`."""
         return self._set(outlierCol=value)
 
+    def setHandleInvalid(self, value: str) -> KMeans:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
     def setBackend(self, value: str) -> KMeans:
         """Sets the value of :py:attr:`backend`."""
         return self._set(backend=value)
@@ -376,13 +395,16 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
 
     def _fit(self, dataset: DataFrame) -> KMeansModel:
         self._validate_params()
-        feature_type(dataset, self.getFeaturesCol())
+        k = self.getK()
+        valid = check_input(
+            dataset, self.getFeaturesCol(), self.getHandleInvalid(), Requirement(k, "k", k)
+        ).data
         fit = _FITTERS[self.resolvedBackend()]
-        model = fit(self, dataset)
+        model = fit(self, valid)
         quantile = self.getOutlierQuantile()
         if quantile is not None:
             model._thresholds = fitted_thresholds(
-                model.transform(dataset), quantile, self.getPredictionCol(), self.getDistanceCol()
+                model.transform(valid), quantile, self.getPredictionCol(), self.getDistanceCol()
             )
         log_fit(self)
         return model
@@ -498,6 +520,10 @@ class KMeansModel(_KMeansParams, Model, MLReadable, MLWritable):
         """Sets the value of :py:attr:`outlierCol`."""
         return self._set(outlierCol=value)
 
+    def setHandleInvalid(self, value: str) -> KMeansModel:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         col = self.getFeaturesCol()
         feature_type(dataset, col)
@@ -507,17 +533,18 @@ class KMeansModel(_KMeansParams, Model, MLReadable, MLWritable):
         if self._sagemaker is not None:
             from ..backends.sagemaker import estimators
 
+            df, _ = transform_rows(dataset, col, self.getFeatureDim(), self.getHandleInvalid())
             out = estimators.score(
-                "kmeans", dataset, col, self._sagemaker, {"cluster": pred, "distance": dist}
+                "kmeans", df, col, self._sagemaker, {"cluster": pred, "distance": dist}
             )
         else:
             centers = self.clusterCenters()
-            dim = centers.shape[1]
-            arr = as_array(dataset, col)
-            ok = arr.isNotNull() & (F.size(arr) == dim)
-            cluster, distance = nearest_centre(arr, centers)
-            out = dataset.withColumn(pred, F.when(ok, cluster)).withColumn(
-                dist, F.when(ok, distance)
+            # a row of another dimension has no closest centre: an error unless handleInvalid
+            # says to drop it or to keep it with a null cluster
+            df, bad = transform_rows(dataset, col, centers.shape[1], self.getHandleInvalid())
+            cluster, distance = nearest_centre(as_array(df, col), centers)
+            out = df.withColumn(pred, F.when(~bad, cluster)).withColumn(
+                dist, F.when(~bad, distance)
             )
         if self._thresholds:
             out = flag_outliers(

@@ -136,11 +136,150 @@ def handle_invalid_rows(
     return df.where(~invalid_expr(as_array(df, col)))
 
 
-def check_invalid_rows(col: str, stats: FeatureStats, handle_invalid: str) -> None:
-    """Raise ``ValueError`` naming the count when there are invalid rows and the mode is 'error'."""
-    if stats.n_invalid and handle_invalid == "error":
+def check_invalid_rows(col: str, stats: FeatureStats, handle_invalid: str | None) -> None:
+    """Raise ``ValueError`` naming the count when there are invalid rows and the mode is 'error'.
+
+    ``handle_invalid=None`` is for a caller without a ``handleInvalid`` Param (``evaluate``):
+    any invalid row is an error, and the message says so.
+    """
+    if not stats.n_invalid or handle_invalid not in (None, "error"):
+        return
+    what = (
+        f"featuresCol={col!r} has {stats.n_invalid} of {stats.n_rows} rows with null, NaN or "
+        "infinite values"
+    )
+    if handle_invalid is None:
+        raise ValueError(f"{what}; accepted: finite numbers only (clean or drop them)")
+    raise ValueError(
+        f"{what}; clean them or set handleInvalid to 'skip' (drop them) or 'keep' "
+        "(keep them in the output, with no result or as noise)"
+    )
+
+
+# --------------------------------------------------------------------------- the shared check
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What an estimator's Params ask of its input: ``param=value`` needs ``min_rows`` valid
+    rows, and (``max_dimension_param``) a value no larger than the number of features.
+
+    Examples
+    --------
+    >>> Requirement(min_rows=3, param="k", value=3).describe()
+    'k=3'
+    """
+
+    min_rows: int = 1
+    param: str | None = None
+    value: object = None
+    #: the Param that must be <= the features' dimension (PCA's ``k``), with its value
+    max_dimension_param: str | None = None
+    max_dimension_value: int | None = None
+
+    def describe(self) -> str:
+        if not self.param:
+            return "fitting"
+        return self.param if self.value is None else f"{self.param}={self.value!r}"
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    """The rows to fit on (invalid rows dropped unless they are an error) and the scan."""
+
+    data: DataFrame
+    stats: FeatureStats
+
+    @property
+    def n_valid(self) -> int:
+        return self.stats.n_rows - self.stats.n_invalid
+
+    @property
+    def dimension(self) -> int | None:
+        return self.stats.dimension
+
+
+def check_stats(
+    col: str,
+    stats: FeatureStats,
+    handle_invalid: str | None,
+    need: Requirement | None = None,
+) -> None:
+    """The checks on a scan's figures, in order: invalid rows under 'error', empty input, too
+    few valid rows for the Params, a Param larger than the number of features.
+
+    Every estimator and function that fits on a features column calls this (through
+    :func:`check_input`, or with the figures of its own pass), so the messages are the same
+    everywhere: they name the column or Param, the value and what is accepted.
+    """
+    need = need or Requirement()
+    check_invalid_rows(col, stats, handle_invalid)
+    n_valid = stats.n_rows - stats.n_invalid
+    if need.min_rows > 0 and stats.n_rows == 0:
         raise ValueError(
-            f"featuresCol={col!r} has {stats.n_invalid} of {stats.n_rows} rows with null, NaN or "
-            "infinite values; clean them or set handleInvalid to 'skip' (drop them) or 'keep' "
-            "(label them -1)"
+            f"featuresCol={col!r}: the DataFrame has no rows; {need.describe()} needs at least "
+            f"{need.min_rows}"
         )
+    if n_valid < need.min_rows:
+        valid = "valid rows" if stats.n_invalid else "rows"
+        raise ValueError(
+            f"featuresCol={col!r} has {n_valid} {valid}; {need.describe()} needs at least "
+            f"{need.min_rows}"
+        )
+    d, k = stats.dimension, need.max_dimension_value
+    if need.max_dimension_param and d is not None and k is not None and k > d:
+        raise ValueError(
+            f"{need.max_dimension_param}={k} is larger than the number of features of "
+            f"featuresCol={col!r} ({d}); accepted: 1 <= {need.max_dimension_param} <= {d}"
+        )
+
+
+def check_input(
+    df: DataFrame,
+    col: str,
+    handle_invalid: str | None = "error",
+    need: Requirement | None = None,
+) -> CheckedInput:
+    """The one input check before a fit: one pass over ``col``, then :func:`check_stats`.
+
+    Accepts a vector (dense or sparse) or an array of numbers; raises ``ValueError`` for a
+    missing column or another type, rows of different dimensions, invalid (null, NaN,
+    infinite) rows under ``handleInvalid='error'``, an empty DataFrame or too few valid rows
+    for the Params, a Param larger than the number of features. With 'skip' or 'keep', the
+    invalid rows are left out of the returned data (a model is fitted on valid rows only).
+    """
+    feature_type(df, col)
+    stats = scan_features(df, col)
+    check_stats(col, stats, handle_invalid, need)
+    data = df if not stats.n_invalid else df.where(~invalid_expr(as_array(df, col)))
+    return CheckedInput(data, stats)
+
+
+def transform_rows(
+    df: DataFrame, col: str, dimension: int | None, handle_invalid: str
+) -> tuple[DataFrame, Column]:
+    """The rows a model transforms, per ``handleInvalid``, and the expression that is true for
+    an invalid row (null, NaN, infinite, or a dimension other than the model's).
+
+    'error' fails the query at the first such row (Spark's ``raise_error``, with a message
+    naming the column and the accepted dimension), 'skip' drops them, 'keep' keeps them: the
+    caller gives them a null result (or noise).
+    """
+    from ..base import check_choice
+    from ..params import HANDLE_INVALID_CHOICES
+
+    check_choice("handleInvalid", handle_invalid, HANDLE_INVALID_CHOICES)
+    arr = as_array(df, col)
+    bad = invalid_expr(arr)
+    if dimension:
+        bad = bad | (F.size(arr) != dimension)
+    if handle_invalid == "error":
+        message = (
+            f"featuresCol={col!r} has a row with null, NaN or infinite values or a dimension "
+            f"other than {dimension}; accepted: {dimension} finite numbers per row, or set "
+            "handleInvalid='skip' or 'keep'"
+        )
+        return df.where(F.when(bad, F.raise_error(F.lit(message))).otherwise(F.lit(True))), bad
+    if handle_invalid == "skip":
+        return df.where(~bad), bad
+    return df, bad

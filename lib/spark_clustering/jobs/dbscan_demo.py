@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..clustering.dbscan import DBSCAN
     from ..neighbors import suggest_eps
-    from ..session import get_spark
+    from .entry import start_spark
 
     if args.eps is not None and args.eps <= 0:
         raise SystemExit(f"--eps={args.eps} is out of range; accepted: a number > 0")
-    spark = get_spark("spark-clustering-dbscan-demo", master=args.master)
+    spark = start_spark("spark-clustering-dbscan-demo", master=args.master)
     data = generate_blobs(spark, args.points, seed=args.seed).cache()
     n = data.count()
     start = time.monotonic()

@@ -306,10 +306,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     # MLflow's first use of a SQLite store logs every schema migration at INFO
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from spark_clustering.session import get_spark
+    from .entry import start_spark
 
-    spark = get_spark("spark-clustering-demo", master=args.master)
-    _, code = guarded("demo", lambda: run_demo(spark, args.customers, args.output, seed=args.seed))
+    def demo() -> Any:
+        spark = start_spark("spark-clustering-demo", master=args.master)
+        return run_demo(spark, args.customers, args.output, seed=args.seed)
+
+    _, code = guarded("demo", demo)
     return code
 
 

@@ -39,12 +39,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command; returns the exit code (2 on bad arguments)."""
     from spark_clustering.features.generate import generate_transactions
-    from spark_clustering.session import get_spark
+    from spark_clustering.jobs.entry import start_spark
 
     if args.customers < 1:
         print(f"error: --customers={args.customers}; accepted: >= 1", file=sys.stderr)
         return 2
-    spark = get_spark("spark-clustering-generate", master=args.master, gpu="off")
+    spark = start_spark("spark-clustering-generate", master=args.master, gpu="off")
     start = time.perf_counter()
     out = generate_transactions(
         spark, args.customers, args.output, seed=args.seed, partitions=args.partitions

@@ -102,13 +102,25 @@ def run_prepare(
     """Run the preparation job; returns a summary. Raises ``ValueError`` on bad spec/input."""
     from spark_clustering.features.prepare import prepare_features
     from spark_clustering.features.spec import load_spec
+    from spark_clustering.jobs.entry import start_spark
     from spark_clustering.jobs.io import atomic_output
-    from spark_clustering.session import get_spark
+    from spark_clustering.jobs.segment_config import input_path_problem, output_path_problem
 
     spec = load_spec(config).with_paths(input_path, output_path)  # fails before Spark starts
+    # paths too: a missing input or an output that is a file fails now, not after the work
+    problems = [
+        p
+        for p in (
+            input_path_problem("input.path", spec.input.path),
+            output_path_problem("output.path", spec.output.path),
+        )
+        if p is not None
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
     start = time.perf_counter()
     if spark is None:
-        spark = get_spark("spark-clustering-prepare", master=master, conf=conf, gpu=gpu)
+        spark = start_spark("spark-clustering-prepare", master=master, conf=conf, gpu=gpu)
     prepared = prepare_features(spark, spec)
     try:
         table = prepared.customers

@@ -171,10 +171,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: score: --run-date {exc}", file=sys.stderr)
         return 2
-    from spark_clustering.session import get_spark
+    from .entry import start_spark
 
     def score() -> dict[str, Any]:
-        spark = get_spark("spark-clustering-score", master=args.master, gpu=args.gpu)
+        spark = start_spark("spark-clustering-score", master=args.master, gpu=args.gpu)
         return run_score(spark, args.model, args.input, args.output, run_date=args.run_date)
 
     summary, code = guarded("score", score, ", previous outputs kept")

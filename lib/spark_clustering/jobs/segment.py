@@ -127,10 +127,8 @@ def _clusterer(config: SegmentConfig, features_col: str, eps: float | None) -> A
 
 def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[DataFrame, list[str]]:
     """Rows of the original (unscaled) features per customer and their column names."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
     from spark_clustering.features.assemble import feature_names
+    from spark_clustering.features.vectors import as_array
 
     if prepared is not None and prepared._cached:
         table = prepared._cached[0]
@@ -142,7 +140,7 @@ def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[Da
     except ValueError:
         first = features.select("features").first()
         names = [f"f{i}" for i in range(len(first[0]) if first else 0)]
-    arr = vector_to_array(F.col("features"))
+    arr = as_array(features, "features")  # a vector or an array<double> column
     cols = [arr[i].alias(n) for i, n in enumerate(names)]
     return features.select(id_col, *cols), names
 
@@ -179,14 +177,12 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
+
+    from spark_clustering.features.vectors import as_array
 
     # the n rows with the smallest keys hashed from the seed and the row: the same on any layout
     key = uniform(seed, "scatter", col, "cluster")
-    rows = (
-        df.orderBy(key).limit(n).select(vector_to_array(F.col(col)).alias("x"), "cluster").collect()
-    )
+    rows = df.orderBy(key).limit(n).select(as_array(df, col).alias("x"), "cluster").collect()
     x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
     labels = np.array([r["cluster"] for r in rows], dtype=int)
     d = x.shape[1]
@@ -613,13 +609,19 @@ def run_job(
     except (ConfigError, ValueError) as exc:
         print(f"error: {job} config: {exc}", file=sys.stderr)
         return None, None, 2
-    from spark_clustering.session import get_spark, uses_sagemaker
+    from spark_clustering.session import uses_sagemaker
+
+    from .entry import start_spark
 
     jars = ("sagemaker",) if uses_sagemaker(dataclasses.asdict(config)) else ()
-    spark = get_spark(
-        f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu, jars=jars
-    )
-    result, code = guarded(job, lambda: runner(spark, config), failed_note)
+
+    def work() -> Any:
+        spark = start_spark(
+            f"spark-clustering-{job}", master=args.master, conf=conf, gpu=args.gpu, jars=jars
+        )
+        return runner(spark, config)
+
+    result, code = guarded(job, work, failed_note)
     return config, result, code
 
 

@@ -2,7 +2,8 @@
 
 Every problem in a config is collected and reported at once (:class:`ConfigError`), so a user
 fixes the file in one pass: unknown tables or keys, wrong types, an unknown algorithm, values out
-of range (``eps <= 0``, ``k < 2``), local paths that do not exist. Non-local paths (``s3://``,
+of range (``eps <= 0`` or not finite, ``k < 2``), local input paths that do not exist, a local
+output path that is a file. Non-local paths (``s3://``,
 ``hdfs://``) are checked by Spark when the job reads them. Keys are documented in
 ``docs/segment.md``; ``examples/segment.toml`` is a complete example.
 """
@@ -10,6 +11,8 @@ of range (``eps <= 0``, ``k < 2``), local paths that do not exist. Non-local pat
 from __future__ import annotations
 
 import datetime as dt
+import glob
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,7 +159,35 @@ def _check_keys(
 
 
 def _path_exists(path: str) -> bool:
-    return not is_local(path) or os.path.exists(local_path(path))
+    """False only for a local path (or glob) that matches nothing; remote paths are Spark's."""
+    if not is_local(path):
+        return True
+    plain = local_path(path)
+    return os.path.exists(plain) or bool(glob.glob(plain))
+
+
+def input_path_problem(where: str, path: str) -> str | None:
+    """The problem with an input path, checked before Spark starts, or None."""
+    if not _path_exists(path):
+        return f"{where}: {path!r} does not exist"
+    return None
+
+
+def output_path_problem(where: str, path: str) -> str | None:
+    """The problem with a local output directory, or None: the path (or the nearest existing
+    folder above it) must be a directory, since the job creates folders under it."""
+    if not is_local(path):
+        return None
+    current = os.path.abspath(local_path(path))
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    if not os.path.isdir(current):
+        shown = path if current == os.path.abspath(local_path(path)) else current
+        return f"{where}: {shown!r} is a file; accepted: a directory (created when missing)"
+    return None
 
 
 def _algorithm_params(
@@ -200,10 +231,11 @@ def check_clusterer_params(problems: list[str], where: str, params: Mapping[str,
     eps = p.get("eps", "auto")
     if isinstance(eps, str) and eps != "auto":
         problems.append(f"{where}.params.eps: {eps!r}; accepted: a number > 0 or 'auto'")
-    elif not isinstance(eps, str) and not eps > 0:
-        problems.append(f"{where}.params.eps: {eps!r}; accepted: > 0 (or 'auto')")
-    if "epsMultiple" in p and not p["epsMultiple"] > 0:
-        problems.append(f"{where}.params.epsMultiple: {p['epsMultiple']!r}; accepted: > 0")
+    elif not isinstance(eps, str) and not (eps > 0 and math.isfinite(eps)):
+        problems.append(f"{where}.params.eps: {eps!r}; accepted: a finite number > 0 (or 'auto')")
+    multiple = p.get("epsMultiple", 1.0)
+    if not (multiple > 0 and math.isfinite(multiple)):
+        problems.append(f"{where}.params.epsMultiple: {multiple!r}; accepted: a finite number > 0")
     for name in ("minPoints", "epsSampleSize", "maxIter", "maxPointsPerPartition"):
         _positive(problems, where, p, name, 1)
     _positive(problems, where, p, "k", 2)
@@ -299,6 +331,8 @@ def parse_config(
     out = tables["output"]
     if "path" not in out:
         problems.append("[output].path is required")
+    elif (problem := output_path_problem("[output].path", out["path"])) is not None:
+        problems.append(problem)
     if out.get("scatter_sample", 1) < 1:
         problems.append(f"[output].scatter_sample: {out['scatter_sample']!r}; accepted: >= 1")
 

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..sampling import uniform
 from . import segment
-from .entry import job_main
+from .entry import job_main, root_cause
 from .pipeline import Stages
 from .sweep_config import SweepConfig, TrialSpec, load_sweep_config
 
@@ -457,7 +457,9 @@ def _run_sweep(
                 outcome.metrics = run_trial(config, outcome.spec, outcome.config_hash, work)
                 outcome.status = "completed"
             except Exception as exc:
-                outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+                # the cause in one line (no Java trace on the console); the trace at DEBUG
+                log.debug("sweep: trial %s failed", outcome.spec.label(), exc_info=exc)
+                outcome.status, outcome.error = "failed", root_cause(exc)
             if outcome.status == "completed":
                 params = segment._flat(config.effective(outcome.spec))
                 record.add(outcome.config_hash, outcome.spec.label(), outcome.metrics, params)

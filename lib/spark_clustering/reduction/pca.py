@@ -24,10 +24,11 @@ from ..clustering._common import (
     DelegateReader,
     DelegateWriter,
     HasSparkOrSageMakerBackend,
+    transform_with_mllib,
     vector_features,
 )
-from ..features.vectors import feature_type
-from ..params import HasFeaturesCol, HasOutputCol
+from ..features.vectors import Requirement, check_input, feature_type, transform_rows
+from ..params import HANDLE_INVALID_CHOICES, HasFeaturesCol, HasHandleInvalid, HasOutputCol
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame
@@ -37,7 +38,7 @@ __all__ = ["PCA", "PCAModel"]
 ALGORITHM_MODES = ("regular", "stable", "randomized")
 
 
-class _PCAParams(HasFeaturesCol, HasOutputCol, HasSparkOrSageMakerBackend):
+class _PCAParams(HasFeaturesCol, HasOutputCol, HasHandleInvalid, HasSparkOrSageMakerBackend):
     """Params shared by :class:`PCA` and :class:`PCAModel`."""
 
     k: Param[int] = Param(
@@ -98,6 +99,7 @@ class _PCAParams(HasFeaturesCol, HasOutputCol, HasSparkOrSageMakerBackend):
     def _validate_params(self) -> None:
         """Range checks, before any work or resource is created."""
         self.resolvedBackend()
+        check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
         check_range("k", self.getK(), ge=1)
         dim, batch = self.getFeatureDim(), self.getMiniBatchSize()
         if dim is not None:
@@ -120,6 +122,11 @@ class PCA(_PCAParams, Estimator, DefaultParamsReadable, DefaultParamsWritable):
         A Spark ML vector or an array of numbers.
     outputCol : str
         The projection, a vector of ``k`` values (default ``projection``).
+    handleInvalid : {'error', 'skip', 'keep'}
+        Rows with null, NaN or infinite features (and, at transform, rows of another
+        dimension): fail (the default), drop them, or keep them with a null projection. A fit
+        uses the valid rows only; ``k`` larger than the number of features fails at the start
+        of the fit, after one counting pass and before any decomposition.
     backend : {'spark', 'sagemaker'}
         ``sagemaker`` trains with sagemaker-pyspark's ``PCASageMakerEstimator``.
     featureDim, miniBatchSize, algorithmMode, subtractMean
@@ -140,6 +147,7 @@ class PCA(_PCAParams, Estimator, DefaultParamsReadable, DefaultParamsWritable):
         k: int = 2,
         featuresCol: str = "features",
         outputCol: str = "projection",
+        handleInvalid: str = "error",
         backend: str = "spark",
         featureDim: int | None = None,
         miniBatchSize: int | None = None,
@@ -156,6 +164,7 @@ class PCA(_PCAParams, Estimator, DefaultParamsReadable, DefaultParamsWritable):
         k: int = 2,
         featuresCol: str = "features",
         outputCol: str = "projection",
+        handleInvalid: str = "error",
         backend: str = "spark",
         featureDim: int | None = None,
         miniBatchSize: int | None = None,
@@ -176,6 +185,10 @@ class PCA(_PCAParams, Estimator, DefaultParamsReadable, DefaultParamsWritable):
     def setOutputCol(self, value: str) -> PCA:
         """Sets the value of :py:attr:`outputCol`."""
         return self._set(outputCol=value)
+
+    def setHandleInvalid(self, value: str) -> PCA:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
 
     def setBackend(self, value: str) -> PCA:
         """Sets the value of :py:attr:`backend`."""
@@ -199,8 +212,9 @@ class PCA(_PCAParams, Estimator, DefaultParamsReadable, DefaultParamsWritable):
 
     def _fit(self, dataset: DataFrame) -> PCAModel:
         self._validate_params()
-        feature_type(dataset, self.getFeaturesCol())
-        model = _FITTERS[self.resolvedBackend()](self, dataset)
+        need = Requirement(1, max_dimension_param="k", max_dimension_value=self.getK())
+        valid = check_input(dataset, self.getFeaturesCol(), self.getHandleInvalid(), need).data
+        model = _FITTERS[self.resolvedBackend()](self, valid)
         log_fit(self)
         return model
 
@@ -264,19 +278,28 @@ class PCAModel(_PCAParams, Model, MLReadable, MLWritable):
         """Sets the value of :py:attr:`featuresCol`."""
         return self._set(featuresCol=value)
 
+    def setHandleInvalid(self, value: str) -> PCAModel:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         col, out = self.getFeaturesCol(), self.getOutputCol()
         feature_type(dataset, col)
+        mode = self.getHandleInvalid()
         if self._sagemaker is not None:
             from ..backends.sagemaker import estimators
 
-            return estimators.score("pca", dataset, col, self._sagemaker, {"projection": out})
-        tmp = "__pca_in"
-        from pyspark.sql import functions as F
-
-        data = vector_features(dataset.withColumn(tmp, F.col(col)), tmp)
-        mllib = self._mllib.copy().setInputCol(tmp).setOutputCol(out)
-        return mllib.transform(data).drop(tmp)
+            df, _ = transform_rows(dataset, col, self.getFeatureDim(), mode)
+            return estimators.score("pca", df, col, self._sagemaker, {"projection": out})
+        mllib = self._mllib.copy().setOutputCol(out)
+        return transform_with_mllib(
+            dataset,
+            col,
+            int(self._mllib.pc.numRows),
+            mode,
+            lambda df, tmp: mllib.setInputCol(tmp).transform(df),
+            [out],
+        )
 
     def cleanup(self) -> list[str]:
         """Delete the SageMaker endpoint, endpoint config and model; returns what was deleted."""

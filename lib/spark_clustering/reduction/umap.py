@@ -36,11 +36,11 @@ from pyspark.sql import functions as F
 from .. import sampling
 from ..base import check_choice, check_range, load_backend, log_fit, resolve_backend
 from ..features.vectors import (
+    Requirement,
     as_array,
+    check_input,
     coordinate_names,
     feature_type,
-    handle_invalid_rows,
-    scan_features,
     with_coordinates,
 )
 from ..params import (
@@ -156,6 +156,11 @@ class _UMAPParams(
         check_range("maxSampleSize", self.getMaxSampleSize(), ge=1)
         check_range("transformEpochs", self.getTransformEpochs(), ge=0)
         check_choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID_CHOICES)
+        if self.getSampleSize() <= self.getNNeighbors():
+            raise ValueError(
+                f"sampleSize={self.getSampleSize()} leaves too few rows to fit; accepted: "
+                f"sampleSize > nNeighbors={self.getNNeighbors()}"
+            )
         if self.getSampleSize() > self.getMaxSampleSize():
             raise ValueError(
                 f"sampleSize={self.getSampleSize()} is past maxSampleSize="
@@ -294,17 +299,14 @@ class UMAP(Estimator, _UMAPParams, DefaultParamsReadable, DefaultParamsWritable)
         spark = dataset.sparkSession
         backend = resolve_backend("umap", self.getBackend(), spark)
         kernel = load_backend("umap", backend)
-        stats = scan_features(dataset, col)
-        fit_mode = "skip" if self.getHandleInvalid() == "keep" else self.getHandleInvalid()
-        df = handle_invalid_rows(dataset, col, stats, fit_mode)
-        n = stats.n_rows - (stats.n_invalid if fit_mode == "skip" else 0)
-        if n <= self.getNNeighbors():
-            raise ValueError(
-                f"nNeighbors={self.getNNeighbors()} needs more rows than that to fit; the "
-                f"DataFrame has {n} valid rows"
-            )
-        assert stats.dimension is not None
-        d = stats.dimension
+        k = self.getNNeighbors()
+        # 'keep' only means something at transform: the fit uses the valid rows, as 'skip'
+        checked = check_input(
+            dataset, col, self.getHandleInvalid(), Requirement(k + 1, "nNeighbors", k)
+        )
+        df, n = checked.data, checked.n_valid
+        assert checked.dimension is not None
+        d = checked.dimension
         coords = coordinate_names(d)
         flat = with_coordinates(df.select(col), col, d).select(*coords)
         # Rows ordered (and drawn) by a key hashed from the seed and their content, never by
@@ -314,11 +316,6 @@ class UMAP(Estimator, _UMAPParams, DefaultParamsReadable, DefaultParamsWritable)
         if n > self.getSampleSize():
             flat = flat.limit(self.getSampleSize())
         sample = cast("pd.DataFrame", flat.toPandas()).to_numpy(dtype=np.float64)
-        if len(sample) <= self.getNNeighbors():
-            raise ValueError(
-                f"sampleSize={self.getSampleSize()} leaves {len(sample)} rows to fit, not more "
-                f"than nNeighbors={self.getNNeighbors()}"
-            )
         params = {p.name: v for p, v in self.extractParamMap().items()}
         result = kernel.fit(sample, params)
         model = UMAPModel._create(sample, result.embedding, result.a, result.b, backend)
@@ -500,7 +497,7 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
         tmp = dataset.select("*", arr.alias("__umap_arr"), raw.alias("__umap_raw"))
         arr, raw = F.col("__umap_arr"), F.col("__umap_raw")
         if mode == "skip":
-            tmp = tmp.where(arr.isNotNull() & raw["finite"])
+            tmp = tmp.where(arr.isNotNull() & (F.size(arr) == d) & raw["finite"])
         invalid = (
             F.raise_error(
                 F.lit(
@@ -511,8 +508,15 @@ class UMAPModel(Model, _UMAPParams, MLWritable, MLReadable):
             if mode == "error"
             else F.lit(None)  # 'keep' (and rows 'skip' left out already): a null embedding
         )
-        wrong_size = F.raise_error(
-            F.lit(f"featuresCol={col!r} must have {d} features, as the data the model was fit on")
+        wrong_size = (
+            F.raise_error(
+                F.lit(
+                    f"featuresCol={col!r} must have {d} features, as the data the model was fit "
+                    "on; set handleInvalid to 'skip' or 'keep'"
+                )
+            )
+            if mode == "error"
+            else F.lit(None)  # the same handleInvalid rule as the other models' transform
         )
         embedded = (
             F.when(arr.isNull(), invalid)

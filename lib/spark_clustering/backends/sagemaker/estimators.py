@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ...features.vectors import as_array, scan_features
+from ...features.vectors import Requirement, as_array, check_input
 from .clients import (
     CreatedResources,
     RequestDecorator,
@@ -74,15 +74,12 @@ def _params(est: Any) -> dict[str, Any]:
 def check_training_input(algorithm: str, est: Any, dataset: DataFrame) -> dict[str, str]:
     """Validate the data against the Params and return the SageMaker hyperparameters."""
     col = est.getFeaturesCol()
-    stats = scan_features(dataset, col)  # raises for a non-vector column or mixed dimensions
-    if stats.n_rows == 0 or stats.dimension is None:
-        raise ValueError(f"featuresCol={col!r} has no non-null rows to train on")
-    if stats.n_invalid:
-        raise ValueError(
-            f"featuresCol={col!r} has {stats.n_invalid} of {stats.n_rows} rows with null, NaN or "
-            "infinite values; SageMaker cannot train on them: clean them first"
-        )
     params = _params(est)
+    # the package's one input check: SageMaker trains on finite rows only (the estimator has
+    # already left out invalid rows under handleInvalid 'skip' or 'keep')
+    k = params.get("k") if algorithm == "pca" else None
+    need = Requirement(1, max_dimension_param="k" if k is not None else None, max_dimension_value=k)
+    stats = check_input(dataset, col, None, need).stats
     declared = params.get("featureDim")
     if declared is not None and declared != stats.dimension:
         raise ValueError(
@@ -90,10 +87,6 @@ def check_training_input(algorithm: str, est: Any, dataset: DataFrame) -> dict[s
             f"{stats.dimension} features; accepted: {stats.dimension} or unset"
         )
     params["featureDim"] = stats.dimension
-    if algorithm == "pca" and params["k"] > stats.dimension:
-        raise ValueError(
-            f"k={params['k']} is out of range; accepted: <= featureDim={stats.dimension}"
-        )
     return to_hyperparameters(algorithm, params)
 
 

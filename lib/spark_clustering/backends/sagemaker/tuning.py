@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...base import check_range
-from ...features.vectors import scan_features
+from ...features.vectors import Requirement, check_input
 from .clients import CreatedResources, apply_s3a, boto3_client
 from .config import SageMakerConfig
 from .hyperparameters import KMEANS_TUNING_RANGES, to_hyperparameters
@@ -119,12 +119,11 @@ def tune_kmeans(
         raise ValueError(f"objective={objective!r} is not valid; accepted: test:msd, test:ssd")
     dims = set()
     for name, df in (("train", train), ("test", test)):
-        stats = scan_features(df, featuresCol)
-        if not stats.n_rows or stats.dimension is None or stats.n_invalid:
-            raise ValueError(
-                f"the {name} channel's featuresCol={featuresCol!r} must have rows and no null, "
-                f"NaN or infinite values (rows={stats.n_rows}, invalid={stats.n_invalid})"
-            )
+        try:
+            stats = check_input(df, featuresCol, None, Requirement(1)).stats
+        except ValueError as exc:
+            raise ValueError(f"the {name} channel: {exc}") from None
+        assert stats.dimension is not None  # rows, none invalid: a dimension
         dims.add(stats.dimension)
     if len(dims) != 1:
         raise ValueError(f"train and test have different feature dimensions: {sorted(dims)}")
