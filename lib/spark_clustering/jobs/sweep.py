@@ -22,6 +22,7 @@ import logging
 import math
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -358,6 +359,8 @@ def run_sweep(
     *,
     stream: IO[str] | None = None,
     write_best: bool = True,
+    wait_lock: float = 0.0,
+    break_lock: bool = False,
 ) -> SweepResult:
     """Run the trials of ``config`` not yet completed, then write the best one's outputs.
 
@@ -369,7 +372,12 @@ def run_sweep(
     stream : file, optional
         Where the progress line goes (default stderr).
     write_best : bool
-        Write the best trial's assignments, model and report (as ``segment`` does).
+        Write the best trial's assignments, model and report (as ``segment`` does). The run
+        date's lock is then taken before the first trial, so a concurrent run of the date
+        fails before the sweep's work, not after it.
+    wait_lock, break_lock : optional
+        How to take that lock when it is held
+        (:meth:`spark_clustering.jobs.lock.WriterLock.acquire`).
 
     Returns
     -------
@@ -386,6 +394,29 @@ def run_sweep(
     >>> result = run_sweep(spark, load_sweep_config("examples/sweep.toml"))  # doctest: +SKIP
     >>> result.best.metrics["silhouette"]  # doctest: +SKIP
     """
+    lock = None
+    if write_best:
+        from .lock import WriterLock
+        from .publish import lock_path
+
+        lock = WriterLock(spark, lock_path(config.base.output_path, config.base.run_date),
+                          uuid.uuid4().hex, job="sweep")  # fmt: skip
+        lock.acquire(wait=wait_lock, break_lock=break_lock)
+    try:
+        return _sweep_locked(spark, config, stream, write_best, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sweep_locked(
+    spark: SparkSession,
+    config: SweepConfig,
+    stream: IO[str] | None,
+    write_best: bool,
+    lock: Any,
+) -> SweepResult:
+    """:func:`run_sweep` once the run date's lock (if any) is held."""
     hashes = [config.config_hash(spec) for spec in config.trials]
     done = completed_trials(config)
     outcomes = [
@@ -428,7 +459,7 @@ def run_sweep(
             progress.update(outcome, best)
         progress.close()
         if best is not None and write_best:
-            written = _write_best(spark, config, best, work)
+            written = _write_best(spark, config, best, work, lock)
     finally:
         progress.close()
         work.release()
@@ -436,7 +467,7 @@ def run_sweep(
 
 
 def _write_best(
-    spark: SparkSession, config: SweepConfig, best: TrialOutcome, work: Workspace
+    spark: SparkSession, config: SweepConfig, best: TrialOutcome, work: Workspace, lock: Any
 ) -> segment.SegmentResult:
     """The best trial's outputs, written by ``segment``'s code over the shared work (its
     clusterer is fitted once more, the reduction and the k-distance graph are reused)."""
@@ -463,6 +494,7 @@ def _write_best(
         reduction=reduction if isinstance(reduction, segment.Reduction) else None,
         graph=graph,
         extra_summary=extra,
+        lock=lock,
     )
 
 
@@ -515,7 +547,11 @@ def leaderboard_frame(config: SweepConfig, result: SweepResult, top: int) -> pd.
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command: 0 when every trial completed, 2 on a bad config or bad input, 1 when
     a trial failed (rerun to retry only those) or on any other failure."""
-    config, result, code = segment.run_job(args, "sweep", load_sweep_config, run_sweep)
+
+    def runner(spark: SparkSession, config: SweepConfig) -> SweepResult:
+        return run_sweep(spark, config, wait_lock=args.wait_lock, break_lock=args.break_lock)
+
+    config, result, code = segment.run_job(args, "sweep", load_sweep_config, runner)
     if code:
         return code
     from spark_clustering.tracking.board import render
