@@ -249,13 +249,55 @@ def age_seconds(spark: SparkSession | None, path: str) -> float:
     return _HadoopFS(spark, path).age_seconds(path)
 
 
+def _recover(spark: SparkSession | None, path: str) -> list[str]:
+    """Repair what a writer of ``path`` killed mid-way left, under ``path``'s lock: a kill
+    between moving the previous output aside and renaming the new one in leaves no ``path``
+    but a complete ``.<name>.old-*``, which is renamed back; every other temporary sibling of
+    ``path`` (``.<name>.tmp-*``, ``.<name>.old-*``) is deleted. Returns what was removed."""
+    stripped = path.rstrip("/")
+    parent, _, name = stripped.rpartition("/")
+    siblings = [n for n in list_dir(spark, parent or ".")
+                if n.startswith((f".{name}.tmp-", f".{name}.old-"))]  # fmt: skip
+    olds = [n for n in siblings if n.startswith(f".{name}.old-")]
+    if olds and not path_exists(spark, stripped):
+        restored = f"{parent}/{olds[0]}" if parent or stripped.startswith("/") else olds[0]
+        rename_path(spark, restored, stripped)
+        siblings.remove(olds[0])
+        log.warning("restored %s from %s, left by a writer killed mid-commit", path, restored)
+    removed = []
+    for sibling in siblings:
+        removed.append(f"{parent}/{sibling}" if parent or stripped.startswith("/") else sibling)
+        delete_path(spark, removed[-1])
+    if removed:
+        log.info("removed leftovers of killed writers of %s: %s", path, ", ".join(removed))
+    return removed
+
+
+def lock_sibling(path: str) -> str:
+    """The hidden lock file beside ``path`` that :func:`atomic_output` holds while it writes."""
+    stripped = path.rstrip("/")
+    parent, _, name = stripped.rpartition("/")
+    return f"{parent}/.{name}.lock" if parent or stripped.startswith("/") else f".{name}.lock"
+
+
 @contextmanager
-def atomic_output(spark: SparkSession | None, path: str) -> Iterator[str]:
+def atomic_output(spark: SparkSession | None, path: str, job: str = "write") -> Iterator[str]:
     """Yield a temporary sibling of ``path`` to write into; rename it to ``path`` on success.
 
     On an exception the temporary directory is deleted and the previous content of ``path``
     (if any) is left exactly as it was; the exception propagates. On success a previous
     ``path`` is first moved aside, the new one renamed into place, then the old one deleted.
+    Readers of ``path`` find nothing between the two renames (an instant locally; on S3, where
+    a rename is a copy, longer): jobs whose outputs must never be missing publish run folders
+    instead (:mod:`spark_clustering.jobs.publish`).
+
+    One writer at a time: the hidden lock file :func:`lock_sibling` is taken first
+    (:class:`spark_clustering.jobs.lock.WriterLock`; a second writer fails at once naming the
+    first, a dead writer's lock on this host is broken). Under it the leftovers of writers
+    killed mid-way are repaired: a ``path`` lost between the two renames is restored from its
+    moved-aside copy, and temporary siblings are deleted. Fault-injection points
+    (:mod:`spark_clustering.jobs.faults`): ``output:written`` (before the first rename) and
+    ``output:moved-aside`` (between the two).
 
     Parameters
     ----------
@@ -263,58 +305,49 @@ def atomic_output(spark: SparkSession | None, path: str) -> Iterator[str]:
         Needed for non-local paths (Hadoop ``FileSystem`` through the JVM gateway).
     path : str
         The output directory: a local path, ``file:``, ``s3://``, ``s3a://`` or ``hdfs://`` URI.
+    job : str
+        The job's name, written into the lock.
 
     Examples
     --------
     >>> with atomic_output(None, "/tmp/out") as tmp:  # doctest: +SKIP
     ...     df.write.parquet(tmp + "/features")
     """
+    import uuid as _uuid
+
+    from .faults import fault_point
+    from .lock import WriterLock
+
+    if not is_local(path) and spark is None:
+        raise ValueError(f"writing to the non-local path {path!r} needs a SparkSession")
+    if is_local(path):
+        os.makedirs(os.path.dirname(os.path.abspath(local_path(path))), exist_ok=True)
     tmp = _sibling(path, "tmp")
     old = _sibling(path, "old")
-    if is_local(path):
-        target, tmp_os, old_os = local_path(path), local_path(tmp), local_path(old)
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with WriterLock(spark, lock_sibling(path), _uuid.uuid4().hex, job=job).acquire():
+        _recover(spark, path)
         try:
             yield tmp
         except BaseException:
-            shutil.rmtree(tmp_os, ignore_errors=True)
+            delete_path(spark, tmp)
             raise
-        if not os.path.exists(tmp_os):  # the body wrote nothing: commit an empty directory
-            os.makedirs(tmp_os)
-        had_old = os.path.exists(target)
+        if not path_exists(spark, tmp):  # the body wrote nothing: commit an empty directory
+            if is_local(tmp):
+                os.makedirs(local_path(tmp))
+            else:
+                _HadoopFS(spark, tmp).mkdirs(tmp)  # type: ignore[arg-type]
+        fault_point("output:written")
+        had_old = path_exists(spark, path)
         if had_old:
-            os.replace(target, old_os)
+            rename_path(spark, path, old)
+        fault_point("output:moved-aside")
         try:
-            os.replace(tmp_os, target)
+            rename_path(spark, tmp, path)
         except BaseException:
             if had_old:
-                os.replace(old_os, target)
-            shutil.rmtree(tmp_os, ignore_errors=True)
+                rename_path(spark, old, path)
+            delete_path(spark, tmp)
             raise
         if had_old:
-            shutil.rmtree(old_os, ignore_errors=True)
+            delete_path(spark, old)
         log.info("committed %s", path)
-        return
-    if spark is None:
-        raise ValueError(f"writing to the non-local path {path!r} needs a SparkSession")
-    fs = _HadoopFS(spark, path)
-    try:
-        yield tmp
-    except BaseException:
-        fs.delete(tmp)
-        raise
-    if not fs.exists(tmp):
-        fs.mkdirs(tmp)
-    had_old = fs.exists(path)
-    if had_old:
-        fs.rename(path, old)
-    try:
-        fs.rename(tmp, path)
-    except BaseException:
-        if had_old:
-            fs.rename(old, path)
-        fs.delete(tmp)
-        raise
-    if had_old:
-        fs.delete(old)
-    log.info("committed %s", path)
