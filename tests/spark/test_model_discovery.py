@@ -136,3 +136,37 @@ def test_publish_and_clean_keep_the_current_and_the_replaced_run(
     assert sorted(p.name for p in folder.glob("run-*")) == ["run-mine", "run-r3"]
     run = current_run(spark, prefix, date)
     assert run is not None and run.run_id == "mine"
+
+
+def test_republishing_a_date_of_the_old_layout_removes_its_old_directories(tmp_path):
+    from spark_clustering.jobs.publish import clean, current_run, publish
+
+    date, other = "2026-01-05", "2026-01-12"
+    for d in (date, other):
+        (tmp_path / "models" / f"run_date={d}").mkdir(parents=True)
+        (tmp_path / "models" / f"run_date={d}" / PIPELINE_FILE).write_text('{"run_id": "old"}')
+        (tmp_path / "assignments" / f"run_date={d}").mkdir(parents=True)
+        (tmp_path / "runs" / f"run_date={d}").mkdir(parents=True)
+        (tmp_path / "runs" / f"run_date={d}" / "summary.json").write_text("{}")
+    (tmp_path / "models" / f".run_date={date}.old-0123456789ab").mkdir()  # the old code's kill
+    scored = tmp_path / "assignments" / "run_date=2026-01-19"  # score's own partition
+    scored.mkdir()
+    (scored / "_score_summary.json").write_text("{}")
+    old = current_run(None, str(tmp_path), date)
+    assert old is not None and old.layout == "legacy"
+    assert old.summary == f"{tmp_path}/runs/run_date={date}/summary.json"
+    clean(None, str(tmp_path), date)  # nothing published in the new layout: nothing removed
+    assert (tmp_path / "models" / f"run_date={date}").is_dir()
+    publish(None, _run_folder(tmp_path, date, "new"), "v")
+    clean(None, str(tmp_path), date)
+    run = current_run(None, str(tmp_path), date)
+    assert run is not None and run.run_id == "new" and run.layout == "run"
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "run-new" not in
+                  str(p) and "_commits" not in str(p))  # fmt: skip
+    assert left == sorted([
+        "assignments", f"assignments/run_date={other}", "assignments/run_date=2026-01-19",
+        "assignments/run_date=2026-01-19/_score_summary.json",
+        "models", f"models/run_date={other}", f"models/run_date={other}/{PIPELINE_FILE}",
+        "runs", f"runs/run_date={date}", f"runs/run_date={other}",
+        f"runs/run_date={other}/summary.json",
+    ])  # fmt: skip

@@ -269,13 +269,19 @@ def clean(
         if name.startswith(".tmp-") or (_RECORD.match(name) and name not in kept_names):
             doomed.append(f"{commits}/{name}")
     if kept_records:  # the date is published in this layout: the previous layout's copy goes
-        for parent in ("assignments", "models"):
+        legacy = f"{root}/assignments/run_date={run_date}"
+        # score may write its own partitions (and their temporaries) into <output>/assignments:
+        # only a partition without score's summary is segment's
+        if io.path_exists(spark, legacy) and not io.path_exists(
+            spark, f"{legacy}/_score_summary.json"
+        ):
+            doomed.append(legacy)
+        if io.path_exists(spark, f"{root}/models/run_date={run_date}"):
+            doomed.append(f"{root}/models/run_date={run_date}")
+        for parent in ("models", "runs"):  # the old code's temporaries of the date
             for name in io.list_dir(spark, f"{root}/{parent}"):
-                if name == f"run_date={run_date}" or name.startswith(f".run_date={run_date}."):
+                if name.startswith(f".run_date={run_date}."):
                     doomed.append(f"{root}/{parent}/{name}")
-        for name in io.list_dir(spark, f"{root}/runs"):
-            if name.startswith(f".run_date={run_date}."):
-                doomed.append(f"{root}/runs/{name}")
         for name in _LEGACY_REPORT:
             if io.path_exists(spark, f"{folder}/{name}"):
                 doomed.append(f"{folder}/{name}")
