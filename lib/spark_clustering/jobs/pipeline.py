@@ -161,7 +161,7 @@ def resolve_model_dir(spark: SparkSession, path: str) -> str:
     unpublished or half-written run is never picked; dates of the layout before run folders
     (``models/run_date=D``) are found too."""
     from .io import path_exists
-    from .publish import current_run, run_dates
+    from .publish import current_run, listed_dates
 
     root = path.rstrip("/")
     if path_exists(spark, f"{root}/{PIPELINE_FILE}"):
@@ -171,7 +171,7 @@ def resolve_model_dir(spark: SparkSession, path: str) -> str:
         run = current_run(spark, parent[: -len("/runs")], name.split("=", 1)[1])
         if run is not None and path_exists(spark, f"{run.model}/{PIPELINE_FILE}"):
             return run.model
-    for date in reversed(run_dates(spark, root)):  # newest run date first
+    for date in reversed(listed_dates(spark, root)):  # newest run date first
         run = current_run(spark, root, date)
         if run is not None and path_exists(spark, f"{run.model}/{PIPELINE_FILE}"):
             return run.model

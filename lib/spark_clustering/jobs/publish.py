@@ -169,15 +169,20 @@ def current_run(spark: SparkSession | None, root: str, run_date: str) -> RunOutp
     return None
 
 
-def run_dates(spark: SparkSession | None, root: str) -> list[str]:
-    """Run dates under ``root`` with a published run (either layout), oldest first."""
+def listed_dates(spark: SparkSession | None, root: str) -> list[str]:
+    """Run dates with a folder under ``root`` (either layout, published or not), oldest first."""
     root = root.rstrip("/")
     dates = set()
     for parent in ("runs", "models"):
         for name in io.list_dir(spark, f"{root}/{parent}"):
             if name.startswith("run_date="):
                 dates.add(name.split("=", 1)[1])
-    return sorted(d for d in dates if current_run(spark, root, d) is not None)
+    return sorted(dates)
+
+
+def run_dates(spark: SparkSession | None, root: str) -> list[str]:
+    """Run dates under ``root`` with a published run (either layout), oldest first."""
+    return [d for d in listed_dates(spark, root) if current_run(spark, root, d) is not None]
 
 
 def read_assignments(
@@ -266,7 +271,10 @@ def clean(
         if (name.startswith(_RUN) and name not in keep) or name.startswith(leftover_locks):
             doomed.append(f"{folder}/{name}")
     for name in io.list_dir(spark, commits):
-        if name.startswith(".tmp-") or (_RECORD.match(name) and name not in kept_names):
+        # a record's temporary, or the temporary of its exclusive create (".<name>.tmp-...")
+        if (name.startswith(".") and ".tmp-" in name) or (
+            _RECORD.match(name) and name not in kept_names
+        ):
             doomed.append(f"{commits}/{name}")
     if kept_records:  # the date is published in this layout: the previous layout's copy goes
         legacy = f"{root}/assignments/run_date={run_date}"
