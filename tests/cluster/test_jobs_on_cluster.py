@@ -117,9 +117,12 @@ def _segment_config(reducer: str, clusterer: str) -> Callable[[Any, Path], Any]:
 
 
 def _segment_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
-    runs = out / "segments" / "runs" / f"run_date={RUN_DATE}"
-    summary = json.loads((runs / "summary.json").read_text())
-    assignments = out / "segments" / "assignments" / f"run_date={RUN_DATE}"
+    from spark_clustering.jobs.publish import current_run
+
+    run = current_run(None, str(out / "segments"), RUN_DATE)
+    assert run is not None, f"no published run of {RUN_DATE} under {out / 'segments'}"
+    summary = json.loads(Path(run.summary).read_text())
+    assignments = Path(run.assignments)
     return {"summary": _scrub(summary), "rows": _rows(spark, assignments)}
 
 

@@ -5,12 +5,14 @@ non-zero exits on a bad model path or bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from segment_data import CENTRES, blobs, write_config, write_features
 from spark_clustering.jobs import segment
+from spark_clustering.jobs.publish import current_run, read_assignments
 from spark_clustering.jobs.score import main
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -27,7 +29,7 @@ def fitted(spark, tmp_path_factory):
     out = root / "segments"
     assert segment.main(["--config", write_config(root / "s.toml", features, str(out)),
                          "--run-date", "2026-11-01"]) == 0  # fmt: skip
-    training = spark.read.parquet(str(out / "assignments")).toPandas().sort_values("customer_id")
+    training = read_assignments(spark, str(out)).toPandas().sort_values("customer_id")
     # new customers: close to the blob centres (inside the dense cores), and two far from all
     rng = np.random.default_rng(9)
     new_x = np.vstack([np.repeat(CENTRES, 10, axis=0) + rng.normal(scale=0.1, size=(30, 4)), FAR])
@@ -50,7 +52,9 @@ def test_scores_new_customers_into_existing_segments(spark, fitted):
     rows = spark.read.parquet(str(table)).collect()
     assert len(rows) == len(new_points)
     assert {str(r["run_date"]) for r in rows} == {DATE}
-    meta = json.loads((out / "models" / "run_date=2026-11-01" / "pipeline.json").read_text())
+    run = current_run(None, str(out), "2026-11-01")
+    assert run is not None
+    meta = json.loads((Path(run.model) / "pipeline.json").read_text())
     assert {r["model_version"] for r in rows} == {meta["model_version"]}
     for r in rows:
         point = new_points[r["customer_id"]]
@@ -67,7 +71,9 @@ def test_scores_new_customers_into_existing_segments(spark, fitted):
 def test_rerun_is_idempotent(spark, fitted):
     root, out, new, _, _ = fitted
     table = root / "rerun"
-    args = ["--model", str(out), "--input", new, "--output", str(table), "--run-date", DATE]
+    # a run date's folder names its published run's model
+    date_dir = str(out / "runs" / "run_date=2026-11-01")
+    args = ["--model", date_dir, "--input", new, "--output", str(table), "--run-date", DATE]
     assert main(args) == 0
     first = spark.read.parquet(str(table)).drop("run_id").toPandas()
     assert main(args) == 0

@@ -1,6 +1,6 @@
-"""The segment job end to end through ``main([...])`` on small generated features: outputs and
-partitions, the fitted pipeline, report and summary, a rerun replacing only its run date, and a
-run failing mid-way leaving the previous partition intact."""
+"""The segment job end to end through ``main([...])`` on small generated features: the published
+run of each date, the fitted pipeline, report and summary, a rerun replacing only its run date,
+and a run failing mid-way leaving the previous run published and nothing of its own."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from segment_data import NAMES, blobs, write_config, write_features
 from spark_clustering.jobs import segment
+from spark_clustering.jobs.publish import current_run, read_assignments
 from spark_clustering.jobs.segment import main
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -40,11 +41,27 @@ def _files(path: Path) -> dict[str, bytes]:
 def _no_temporaries(out: Path) -> None:
     hidden = [p for p in out.rglob(".*") if p.is_dir()]
     assert not hidden, f"temporary directories left: {hidden}"
+    assert not list(out.glob("runs/*/_lock")), "a lock left behind"
+    for date_dir in out.glob("runs/run_date=*"):
+        run = current_run(None, str(out), date_dir.name.split("=")[1])
+        assert run is not None
+        # kept: the published run and at most the one it replaced
+        assert len(list(date_dir.glob("run-*"))) <= 2 and Path(run.path).is_dir()
+
+
+def _run(out: Path, date: str):
+    run = current_run(None, str(out), date)
+    assert run is not None, f"no published run of {date}"
+    return run
+
+
+def _summary(out: Path, date: str) -> dict:
+    return json.loads(Path(_run(out, date).summary).read_text())
 
 
 def test_outputs(spark, data):
     _, out, _, truth = data
-    table = spark.read.parquet(str(out / "assignments"))
+    table = read_assignments(spark, str(out))
     assert table.columns == [
         "customer_id", "cluster", "is_noise", "is_core", "run_id", "model_version", "run_date"
     ]  # fmt: skip
@@ -52,7 +69,7 @@ def test_outputs(spark, data):
     assert len(rows) == 3 * N_PER
     assert {str(r["run_date"]) for r in rows} == {D1}
     assert all(r["is_noise"] == (r["cluster"] == -1) for r in rows)
-    summary = json.loads((out / "runs" / f"run_date={D1}" / "summary.json").read_text())
+    summary = _summary(out, D1)
     assert {r["run_id"] for r in rows} == {summary["run_id"]}
     assert {r["model_version"] for r in rows} == {summary["model_version"]}
     # three separated blobs: the auto eps recovers them
@@ -74,11 +91,11 @@ def test_outputs(spark, data):
     assert summary["profile_features"] == NAMES
     means = sorted(round(p["mean"]["recency"]) for p in profiles.values() if p["cluster"] != -1)
     assert means == [0, 0, 6]
-    report = (out / "runs" / f"run_date={D1}" / "report.html").read_text()
+    report = Path(_run(out, D1).report).read_text()
     assert report.count("data:image/png;base64,") == 2  # k-distance graph and scatter
     assert "Mean per segment" in report and "Median per segment" in report
     assert summary["model_version"] in report
-    model = out / "models" / f"run_date={D1}"
+    model = Path(_run(out, D1).model)
     meta = json.loads((model / "pipeline.json").read_text())
     assert meta["reducer"] == "pca" and meta["clusterer"] == "dbscan"
     assert (model / "reducer" / "metadata").is_dir() and (model / "clusterer" / "metadata").is_dir()
@@ -96,25 +113,25 @@ def test_rerun_replaces_only_its_run_date(spark, data):
         f'tracking_uri = "sqlite:///{root}/mlflow.db"\nartifact_location = "{root}/artifacts"',
     )
     assert main(["--config", kmeans, "--run-date", D2]) == 0
-    d2 = out / "assignments" / f"run_date={D2}"
+    d2 = Path(_run(out, D2).assignments)
     before_d2 = _files(d2)
-    old_d1 = json.loads((out / "runs" / f"run_date={D1}" / "summary.json").read_text())
+    old_d1 = _summary(out, D1)
     _, _, config, _ = data
     assert main(["--config", config, "--run-date", D1]) == 0
     assert _files(d2) == before_d2
-    table = spark.read.parquet(str(out / "assignments"))
+    assert Path(_run(out, D2).assignments) == d2
+    table = read_assignments(spark, str(out))
     by_date = {str(r["run_date"]): r["n"] for r in table.groupBy("run_date").count()
                .withColumnRenamed("count", "n").collect()}  # fmt: skip
     assert by_date == {D1: 3 * N_PER, D2: 3 * N_PER}
-    new_d1 = json.loads((out / "runs" / f"run_date={D1}" / "summary.json").read_text())
+    new_d1 = _summary(out, D1)
     assert new_d1["run_id"] != old_d1["run_id"]
     d1_ids = {r["run_id"] for r in table.where(f"run_date = '{D1}'").select("run_id").collect()}
     assert d1_ids == {new_d1["run_id"]}
     kmeans_cols = spark.read.parquet(str(d2)).columns
     assert "distance" in kmeans_cols and "is_core" not in kmeans_cols
     _no_temporaries(out)
-    _logged_to_the_trial(root, json.loads((out / "runs" / f"run_date={D2}" / "summary.json")
-                                          .read_text()))  # fmt: skip
+    _logged_to_the_trial(root, _summary(out, D2))
 
 
 def _logged_to_the_trial(root: Path, summary: dict) -> None:
@@ -137,21 +154,23 @@ def _logged_to_the_trial(root: Path, summary: dict) -> None:
     assert {"report.html", "summary.json", "scatter.png"} <= artifacts
 
 
-def test_failure_mid_run_keeps_the_previous_partition(data, monkeypatch, capsys):
+def test_failure_mid_run_keeps_the_previous_run(data, monkeypatch, capsys):
     _, out, config, _ = data
-    before = {name: _files(out / name / f"run_date={D1}")
-              for name in ("assignments", "models", "runs")}  # fmt: skip
+    published = _run(out, D1)
+    before = _files(out / "runs" / f"run_date={D1}")
 
     def fail(summary, local_dir):
-        # by now the model and the assignments are written into their temporary directories
-        assert list(out.glob(f"assignments/.run_date={D1}.tmp-*"))
+        # by now the model and the assignments are written into the run's own folder
+        mine = out / "runs" / f"run_date={D1}" / f"run-{summary['run_id']}"
+        assert (mine / "assignments").is_dir() and (mine / "model" / "pipeline.json").is_file()
         raise RuntimeError("injected failure while writing the report")
 
     monkeypatch.setattr(segment, "_write_report", fail)
     assert main(["--config", config, "--run-date", D1]) == 1
     assert "injected failure" in capsys.readouterr().err
-    for name, files in before.items():
-        assert _files(out / name / f"run_date={D1}") == files, name
+    assert _run(out, D1) == published
+    # nothing of the failed run is left, the published one is untouched
+    assert _files(out / "runs" / f"run_date={D1}") == before
     _no_temporaries(out)
 
 

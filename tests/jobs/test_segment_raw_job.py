@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spark_clustering.jobs import score, segment
+from spark_clustering.jobs.publish import current_run, read_assignments
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -32,19 +33,20 @@ def test_raw_input_segmented_then_scored(spark, tmp_path):
     )
     out = tmp_path / "out"
     assert segment.main(["--config", str(config), "--run-date", "2026-11-01", "--gpu", "off"]) == 0
-    model = out / "models" / "run_date=2026-11-01"
+    run = current_run(None, str(out), "2026-11-01")
+    assert run is not None
+    model = Path(run.model)
     assert (model / "preparation" / "preparation.json").is_file()
     assert json.loads((model / "pipeline.json").read_text())["input_kind"] == "raw"
-    summary = json.loads((out / "runs" / "run_date=2026-11-01" / "summary.json").read_text())
+    summary = json.loads(Path(run.summary).read_text())
     assert summary["profile_features"][:3] == ["recency_days", "frequency", "monetary"]
     # original units: mean spend per customer in currency, not a standardised value
     assert all(p["mean"]["monetary"] > 10 for p in summary["profiles"])
     assert score.main(["--model", str(out), "--input", transactions,
-                       "--output", str(out / "assignments"), "--run-date", "2026-11-02",
+                       "--output", str(tmp_path / "scored"), "--run-date", "2026-11-02",
                        "--gpu", "off"]) == 0  # fmt: skip
-    table = spark.read.parquet(str(out / "assignments")).toPandas()
-    fitted = table[table.run_date.astype(str) == "2026-11-01"].set_index("customer_id")
-    scored = table[table.run_date.astype(str) == "2026-11-02"].set_index("customer_id")
+    fitted = read_assignments(spark, str(out)).toPandas().set_index("customer_id")
+    scored = spark.read.parquet(str(tmp_path / "scored")).toPandas().set_index("customer_id")
     assert len(fitted) == len(scored) == summary["customers"]
     scored = scored.loc[fitted.index]
     assert (scored.cluster == fitted.cluster).all() and (scored.is_core == fitted.is_core).all()

@@ -73,6 +73,15 @@ def _sweep_input(spark: Any, work: Path) -> object:
     return config
 
 
+def _published(work: Path, *names: str) -> list[Path]:
+    """Files of the run the segment job published for 2026-11-01 under ``work/segments``."""
+    from spark_clustering.jobs.publish import current_run
+
+    run = current_run(None, str(work / "segments"), "2026-11-01")
+    folder = Path(run.path) if run else work / "segments" / "no published run"
+    return [folder / name for name in names]
+
+
 #: job name (spark_jobs/<name>.py) -> how to run it with the smallest useful input.
 JOBS: dict[str, Job] = {
     "prepare_features": Job(
@@ -92,11 +101,7 @@ JOBS: dict[str, Job] = {
     "segment_customers": Job(
         setup=_segment_input,
         args=lambda w: ["--config", str(w / "segment.toml"), "--run-date", "2026-11-01"],
-        outputs=lambda w: [
-            w / "segments" / "assignments" / "run_date=2026-11-01",
-            w / "segments" / "models" / "run_date=2026-11-01" / "pipeline.json",
-            w / "segments" / "runs" / "run_date=2026-11-01" / "report.html",
-        ],
+        outputs=lambda w: _published(w, "assignments", "model/pipeline.json", "report.html"),
         stdout=("segment:", "report:"),
     ),
     "score_customers": Job(
@@ -111,7 +116,7 @@ JOBS: dict[str, Job] = {
     "sweep": Job(
         setup=_sweep_input,
         args=lambda w: ["--config", str(w / "sweep.toml"), "--gpu", "off"],
-        outputs=lambda w: [w / "segments" / "runs" / "run_date=2026-11-01" / "report.html"],
+        outputs=lambda w: _published(w, "report.html"),
         stdout=("sweep: 2 trials run",),
     ),
     "dbscan_demo": Job(

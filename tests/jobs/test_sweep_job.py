@@ -13,6 +13,7 @@ import pytest
 
 from segment_data import NAMES, blobs, write_features
 from spark_clustering.jobs import score, sweep
+from spark_clustering.jobs.publish import current_run, read_assignments
 from spark_clustering.jobs.segment_config import ConfigError
 from spark_clustering.jobs.sweep import main, run_sweep
 from spark_clustering.jobs.sweep_config import (
@@ -234,14 +235,16 @@ def test_sweep_runs_resumes_and_writes_the_best(spark, features, tmp_path, monke
                 "noise_fraction"} <= set(run.data.metrics)  # fmt: skip
     best_run = max(runs, key=lambda r: r.data.metrics["silhouette"])
     out = tmp_path / "out"
-    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    run = current_run(None, str(out), RUN_DATE)
+    assert run is not None
+    summary = json.loads(Path(run.summary).read_text())
     assert summary["sweep"]["config_hash"] == best_run.data.tags["config_hash"]
     assert summary["sweep"]["value"] == pytest.approx(best_run.data.metrics["silhouette"])
     assert summary["metrics"]["silhouette"] == pytest.approx(best_run.data.metrics["silhouette"])
     assert summary["n_clusters"] == 3
-    assignments = spark.read.parquet(str(out / "assignments"))
+    assignments = read_assignments(spark, str(out))
     assert assignments.count() == 3 * N_PER
-    meta = json.loads((out / "models" / f"run_date={RUN_DATE}" / "pipeline.json").read_text())
+    meta = json.loads((Path(run.model) / "pipeline.json").read_text())
     assert meta["select"] == ["recency", "frequency", "monetary"]
     # score reapplies the selection, the reduction and the clusterer: the same assignments
     scored = tmp_path / "scored"
@@ -286,7 +289,7 @@ def test_failed_trial_is_the_only_one_rerun(spark, features, tmp_path, monkeypat
     runs = _runs(tmp_path, "sweep-recovery")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
     # the best of the completed trials was written all the same
-    assert (tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "summary.json").is_file()
+    assert current_run(None, str(tmp_path / "out"), RUN_DATE) is not None
 
     trials = _count_calls(monkeypatch, sweep, "run_trial")
     assert main(["--config", config, "--gpu", "off"]) == 0
@@ -294,9 +297,9 @@ def test_failed_trial_is_the_only_one_rerun(spark, features, tmp_path, monkeypat
     runs = _runs(tmp_path, "sweep-recovery")
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert sorted(int(r.data.params["clusterer_params.k"]) for r in finished) == [2, 3, 4]
-    summary = json.loads(
-        (tmp_path / "out" / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text()
-    )
+    run = current_run(None, str(tmp_path / "out"), RUN_DATE)
+    assert run is not None
+    summary = json.loads(Path(run.summary).read_text())
     assert summary["n_clusters"] == 3  # k=3 on three blobs: now it is the best
 
 

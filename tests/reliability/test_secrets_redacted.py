@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from spark_clustering.jobs import prepare, score, segment
+from spark_clustering.jobs.publish import current_run
 from spark_clustering.redact import REDACTED
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -78,9 +79,10 @@ def test_no_secret_in_any_written_file(spark, tmp_path, capsys):
         f'[output]\npath = "{out}"\nscatter_sample = 100\n'
     )
     assert segment.main(["--config", str(config), "--run-date", "2026-11-01", "--gpu", "off"]) == 0
-    saved = out / "models" / "run_date=2026-11-01" / "preparation" / "preparation.json"
+    run = current_run(None, str(out), "2026-11-01")
+    saved = Path(run.model) / "preparation" / "preparation.json"
     assert json.loads(saved.read_text())["spec"]["input"]["options"]["password"] == REDACTED
-    summary = json.loads((out / "runs" / "run_date=2026-11-01" / "summary.json").read_text())
+    summary = json.loads(Path(run.summary).read_text())
     assert summary["tracking"]["status"] == "ok", summary["tracking"]
     # score reads the raw data again from the saved spec, without the credentials
     assert score.main(["--model", str(out), "--input", transactions,

@@ -26,6 +26,7 @@ import pytest
 
 from segment_data import blobs, write_config, write_features
 from spark_clustering.jobs import segment, sweep
+from spark_clustering.jobs.publish import current_run
 from spark_clustering.tracking.mlflow_backend import HTTP_DEFAULTS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -166,10 +167,10 @@ def test_segment_runs_through_a_tracking_outage(spark, features, outage, tmp_pat
     with caplog.at_level(logging.INFO):
         rc = segment.main(["--config", config, "--run-date", RUN_DATE, "--gpu", "off"])
     assert rc == 0
-    part = f"run_date={RUN_DATE}"
-    assert spark.read.parquet(str(out / "assignments" / part)).count() == 120
-    assert (out / "models" / part / "pipeline.json").is_file()
-    summary = json.loads((out / "runs" / part / "summary.json").read_text())
+    run = current_run(spark, str(out), RUN_DATE)
+    assert spark.read.parquet(run.assignments).count() == 120
+    assert Path(run.model, "pipeline.json").is_file()
+    summary = json.loads(Path(run.summary).read_text())
     cause = _assert_failed_summary(kind, summary["tracking"])
     printed = capsys.readouterr().out
     assert summary["tracking"]["text"] in printed and "clusters" in printed
@@ -228,7 +229,7 @@ def test_sweep_runs_through_a_tracking_outage_and_resumes(
     record = json.loads((out / "sweep_trials" / f"{EXPERIMENT}.json").read_text())
     assert len(record["trials"]) == 2
     assert all("silhouette" in t["metrics"] for t in record["trials"].values())
-    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    summary = json.loads(Path(current_run(None, str(out), RUN_DATE).summary).read_text())
     assert summary["sweep"]["config_hash"] in record["trials"]
     cause = _assert_failed_summary(kind, summary["tracking"])
     assert summary["tracking"]["trials"] == 2
@@ -248,5 +249,5 @@ def test_sweep_runs_through_a_tracking_outage_and_resumes(
     assert "0 trials run, 2 skipped, 0 failed" in printed
     assert "none-kmeans-k2" in printed and "none-kmeans-k3" in printed
     assert "tracking: failed" not in printed and not _switched_off_warnings(caplog)
-    rerun = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    rerun = json.loads(Path(current_run(None, str(out), RUN_DATE).summary).read_text())
     assert rerun["sweep"]["config_hash"] == summary["sweep"]["config_hash"]

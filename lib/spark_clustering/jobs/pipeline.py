@@ -1,18 +1,19 @@
 """The fitted segmentation pipeline shared by ``segment`` (which saves it) and ``score`` (which
 reapplies it): preparation, reducer, clusterer, and the assignments table both jobs write.
 
-Saved layout (``<output>/models/run_date=YYYY-MM-DD/``)::
+Saved layout (``<output>/runs/run_date=YYYY-MM-DD/run-<run_id>/model/``)::
 
     pipeline.json      format version, run id, model version, columns, the stage classes
     preparation/       the prepare job's PipelineModel and preparation.json (raw input only)
     reducer/           UMAPModel or PCAModel (Spark ML persistence; absent for reducer none)
     clusterer/         DBSCANModel, KMeansModel or GaussianMixtureModel
 
-Assignments (``.../run_date=YYYY-MM-DD/``): ``<id>, cluster, is_noise`` then ``is_core``
-(DBSCAN), ``distance`` (KMeans) or ``probability`` (Gaussian mixture), ``run_id``,
-``model_version``. A partition is written into a hidden temporary sibling and renamed into place
-(:func:`spark_clustering.jobs.io.atomic_output`), so readers of the table never see a partial
-partition and a failed run leaves the previous one.
+Assignments (``.../run-<run_id>/assignments/`` for ``segment``, ``<output>/run_date=D/`` for
+``score``): ``<id>, cluster, is_noise`` then ``is_core`` (DBSCAN), ``distance`` (KMeans) or
+``probability`` (Gaussian mixture), ``run_id``, ``model_version``. ``segment`` publishes a run in
+one atomic step (:mod:`spark_clustering.jobs.publish`); ``score`` writes its partition into a
+hidden temporary sibling and renames it into place
+(:func:`spark_clustering.jobs.io.atomic_output`).
 """
 
 from __future__ import annotations
@@ -153,20 +154,31 @@ def read_text(spark: SparkSession, path: str) -> str:
 
 
 def resolve_model_dir(spark: SparkSession, path: str) -> str:
-    """The saved pipeline directory ``path`` names: the directory itself, or for a ``segment``
-    output directory (local, S3, HDFS) its most recent complete ``models/run_date=...``."""
-    from .io import list_dir, path_exists
+    """The saved pipeline directory ``path`` names: the directory itself; for a run date's
+    folder (``<output>/runs/run_date=D``) the model of its published run; for a ``segment``
+    output directory (local, S3, HDFS) the model of the newest published run date. Runs are
+    found through their publication records (:mod:`spark_clustering.jobs.publish`), so an
+    unpublished or half-written run is never picked; dates of the layout before run folders
+    (``models/run_date=D``) are found too."""
+    from .io import path_exists
+    from .publish import current_run, listed_dates
 
     root = path.rstrip("/")
     if path_exists(spark, f"{root}/{PIPELINE_FILE}"):
         return root
-    models = f"{root}/models"
-    for name in reversed(list_dir(spark, models)):  # newest run date first
-        if name.startswith("run_date=") and path_exists(spark, f"{models}/{name}/{PIPELINE_FILE}"):
-            return f"{models}/{name}"
+    parent, _, name = root.rpartition("/")
+    if name.startswith("run_date=") and parent.endswith("/runs"):
+        run = current_run(spark, parent[: -len("/runs")], name.split("=", 1)[1])
+        if run is not None and path_exists(spark, f"{run.model}/{PIPELINE_FILE}"):
+            return run.model
+    for date in reversed(listed_dates(spark, root)):  # newest run date first
+        run = current_run(spark, root, date)
+        if run is not None and path_exists(spark, f"{run.model}/{PIPELINE_FILE}"):
+            return run.model
     raise ValueError(
         f"{path!r} is not a saved segmentation pipeline: no {PIPELINE_FILE} in it (expected "
-        "a segment output directory or one of its models/run_date=YYYY-MM-DD directories)"
+        "a segment output directory, one of its runs/run_date=YYYY-MM-DD folders or a run's "
+        "model/ directory) and no published run under it"
     )
 
 

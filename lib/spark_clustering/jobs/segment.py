@@ -4,15 +4,18 @@ Features (read, or prepared from raw data with a prepare spec) -> reducer (none,
 clusterer (DBSCAN with a given eps or the k-distance knee, KMeans, Gaussian mixture) ->
 evaluation -> outputs, under ``[output].path``::
 
-    assignments/run_date=YYYY-MM-DD/   Parquet, see spark_clustering.jobs.pipeline
-    models/run_date=YYYY-MM-DD/        the fitted pipeline that ``score`` reapplies
-    runs/run_date=YYYY-MM-DD/          summary.json, report.html, k_distance.png, scatter.png
+    runs/run_date=YYYY-MM-DD/run-<run_id>/   assignments/ (Parquet), model/ (what ``score``
+                                             reapplies), summary.json, report.html, charts
+    runs/run_date=YYYY-MM-DD/_commits/       which run of the date is the published one
 
-The three directories of a run are written into hidden temporary siblings and renamed into
-place only once all of them are complete: a rerun of the same run date replaces that date only,
-and a run that fails at any stage leaves the previous outputs of that date as they were. The
-config is checked before Spark starts; a bad one ends the job with exit code 2 and every problem
-listed. See docs/segment.md.
+A run takes the run date's lock before any work (a second run of the date fails at once naming
+the holder, or waits with ``--wait-lock``), writes its own ``run-<run_id>/`` folder, publishes it
+in one atomic step and cleans what killed or superseded runs left
+(:mod:`spark_clustering.jobs.publish`): readers see the previous complete run or the new one,
+never a mixture. Read a date's assignments with
+``spark.read.parquet(current_run(spark, root, date).assignments)`` or all dates with
+``read_assignments(spark, root)``. The config is checked before Spark starts; a bad one ends the
+job with exit code 2 and every problem listed. See docs/segment.md.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..sampling import uniform
 from .entry import guarded, job_main
+from .faults import fault_point
+from .lock import WriterLock
 from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
+from .publish import clean, lock_path, publish, run_outputs
 from .segment_config import SegmentConfig, load_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +81,20 @@ def _arguments(p: argparse.ArgumentParser, example: str = "examples/segment.toml
     p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto", help="RAPIDS plugin")
     p.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting"
+    )
+    p.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for another run of the same run date to finish (default: "
+        "fail at once, naming it)",
+    )
+    p.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="break the run date's lock when its holder cannot be alive: a run on another host "
+        "known to be dead (a dead run on this host is detected without it)",
     )
 
 
@@ -382,8 +401,11 @@ def run_segment(
     reduction: Reduction | None = None,
     graph: Any = None,
     extra_summary: Mapping[str, Any] | None = None,
+    lock: WriterLock | None = None,
+    wait_lock: float = 0.0,
+    break_lock: bool = False,
 ) -> SegmentResult:
-    """Run one segmentation trial as ``config`` says and commit its outputs.
+    """Run one segmentation trial as ``config`` says and publish its outputs.
 
     Parameters
     ----------
@@ -399,6 +421,11 @@ def run_segment(
         (:func:`k_distance_graph`). What is given is used as is and left persisted.
     extra_summary : mapping, optional
         More entries for ``summary.json``.
+    lock : WriterLock, optional
+        The run date's lock (:func:`spark_clustering.jobs.publish.lock_path`), already held by
+        the caller (the sweep takes it before its trials); default: taken here, before any work.
+    wait_lock, break_lock : optional
+        How to take the lock when it is held (:meth:`WriterLock.acquire`).
 
     Returns
     -------
@@ -407,29 +434,51 @@ def run_segment(
     Raises
     ------
     ValueError
-        Bad input data (missing columns, what the preparation rejects); nothing is committed.
+        Bad input data (missing columns, what the preparation rejects); nothing is published.
+    spark_clustering.jobs.lock.LockHeld
+        Another live run holds the run date's lock.
 
     Examples
     --------
     >>> result = run_segment(spark, load_config("examples/segment.toml"))  # doctest: +SKIP
     >>> result.summary["metrics"]["n_clusters"]  # doctest: +SKIP
     """
+    run_id = run_id or uuid.uuid4().hex
+    root = config.output_path.rstrip("/")
+    owned_lock = lock is None
+    if lock is None:
+        lock = WriterLock(spark, lock_path(root, config.run_date), run_id)
+        lock.acquire(wait=wait_lock, break_lock=break_lock)
+    try:
+        fault_point("commit:locked")
+        clean(spark, root, config.run_date, writing=run_id)
+        return _segment_locked(spark, config, run_id, inputs, reduction, graph, extra_summary)
+    finally:
+        if owned_lock:
+            lock.release()
+
+
+def _segment_locked(
+    spark: SparkSession,
+    config: SegmentConfig,
+    run_id: str,
+    inputs: Inputs | None,
+    reduction: Reduction | None,
+    graph: Any,
+    extra_summary: Mapping[str, Any] | None,
+) -> SegmentResult:
+    """:func:`run_segment` once the run date's lock is held."""
     from spark_clustering import tracking
     from spark_clustering.redact import redact
     from spark_clustering.tracking.core import health_scope
 
-    from .io import atomic_output, put_local_dir
+    from .io import delete_path, put_local_dir
     from .pipeline import assignments, select_features, write_json
 
-    run_id = run_id or uuid.uuid4().hex
     version = f"{config.run_date}-{run_id[:8]}"
-    out = config.output_path.rstrip("/")
-    part = f"run_date={config.run_date}"
-    paths = {
-        "assignments": f"{out}/assignments/{part}",
-        "model": f"{out}/models/{part}",
-        "run": f"{out}/runs/{part}",
-    }
+    run = run_outputs(config.output_path, config.run_date, run_id)
+    paths = {"assignments": run.assignments, "model": run.model, "run": run.path}
+    published = False
     stages = Stages("segment")
     owned: list[Any] = []
     trial_name = config.trial or f"{config.reducer}-{config.clusterer}-{config.run_date}"
@@ -446,7 +495,6 @@ def run_segment(
         health_scope() as health,
         tempfile.TemporaryDirectory(prefix="sc-segment-") as local,
         tracking.trial(config.experiment, trial_name, tags, **tracking_options(config)) as trial,
-        ExitStack() as commits,
     ):
         trial.log_parameters({f"config.{k}": v for k, v in _flat(config.to_dict()).items()})
         trial.log_input("input", config.input_path)
@@ -490,11 +538,8 @@ def run_segment(
                 _scatter_png(clustered, work_col, config.scatter_sample, n, config.eval_seed,
                              os.path.join(local, "scatter.png"))  # fmt: skip
                 info["rows"] = min(config.scatter_sample, n)
-            # Everything is written into hidden temporary siblings; the ExitStack renames them
-            # into place (run, then assignments, then model) only when the block succeeds.
-            tmp_model = commits.enter_context(atomic_output(spark, paths["model"]))
-            tmp_assign = commits.enter_context(atomic_output(spark, paths["assignments"]))
-            tmp_run = commits.enter_context(atomic_output(spark, paths["run"]))
+            # Everything goes into this run's own folder, which no reader follows until
+            # publish() names it; a failure or a kill before that leaves the current run as is.
             with stages.stage("write model") as info:
                 meta: dict[str, Any] = {
                     "format_version": FORMAT_VERSION,
@@ -510,15 +555,15 @@ def run_segment(
                     "eps": eps,
                 }
                 if prepared is not None:
-                    prepared.model.write().overwrite().save(f"{tmp_model}/preparation/model")
-                    write_json(spark, redact(prepared.preparation), f"{tmp_model}/preparation",
+                    prepared.model.write().overwrite().save(f"{run.model}/preparation/model")
+                    write_json(spark, redact(prepared.preparation), f"{run.model}/preparation",
                                "preparation.json")  # fmt: skip
                 if reducer_model is not None:
-                    reducer_model.write().overwrite().save(f"{tmp_model}/reducer")
-                clusterer_model.write().overwrite().save(f"{tmp_model}/clusterer")
-                write_json(spark, meta, tmp_model, PIPELINE_FILE)
+                    reducer_model.write().overwrite().save(f"{run.model}/reducer")
+                clusterer_model.write().overwrite().save(f"{run.model}/clusterer")
+                write_json(spark, meta, run.model, PIPELINE_FILE)
             with stages.stage("write assignments") as info:
-                assigned.write.mode("overwrite").parquet(tmp_assign)
+                assigned.write.mode("overwrite").parquet(run.assignments)
                 info["rows"] = n
             summary["stages"] = {"seconds": stages.timings, "rows": stages.rows}
             with stages.stage("write report"):
@@ -532,12 +577,22 @@ def run_segment(
                 trial.log_output("assignments", paths["assignments"])
                 trial.log_output("model", paths["model"])
                 trial.log_output("report", f"{paths['run']}/report.html")
-                # Tracking ends before the commit so that the committed summary says truthfully
-                # what was recorded (a commit that fails after this leaves the trial completed).
+                # Tracking ends before the commit so that the published summary says truthfully
+                # what was recorded (a publication that fails after this leaves the trial
+                # completed, and the previous run published).
                 trial.end(ok=True)
                 summary["tracking"] = {**health.summary(), "text": health.text()}
                 _write_summary(redact(summary), local)
-                put_local_dir(spark, local, tmp_run)
+                put_local_dir(spark, local, run.path)
+            fault_point("commit:written")
+            publish(spark, run, version)
+            published = True
+            clean(spark, run.root, config.run_date)
+            fault_point("commit:cleaned")
+        except BaseException:
+            if not published:  # no reader can reach it: reclaim its space now
+                delete_path(spark, run.path)
+            raise
         finally:
             for item in reversed(owned):
                 item.release()
@@ -627,8 +682,11 @@ def run_job(
 
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command: 0 on success, 2 on a bad config or bad input, 1 on a failure."""
-    _, result, code = run_job(args, "segment", load_config, run_segment,
-                              ", previous outputs kept")  # fmt: skip
+
+    def runner(spark: SparkSession, config: SegmentConfig) -> SegmentResult:
+        return run_segment(spark, config, wait_lock=args.wait_lock, break_lock=args.break_lock)
+
+    _, result, code = run_job(args, "segment", load_config, runner, ", previous outputs kept")
     if code:
         return code
     print(f"segment: {result.summary['n_clusters']} clusters; report: {result.report_path}; "

@@ -25,6 +25,7 @@ import logging
 import math
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -377,6 +378,8 @@ def run_sweep(
     *,
     stream: IO[str] | None = None,
     write_best: bool = True,
+    wait_lock: float = 0.0,
+    break_lock: bool = False,
 ) -> SweepResult:
     """Run the trials of ``config`` not yet completed, then write the best one's outputs.
 
@@ -388,7 +391,12 @@ def run_sweep(
     stream : file, optional
         Where the progress line goes (default stderr).
     write_best : bool
-        Write the best trial's assignments, model and report (as ``segment`` does).
+        Write the best trial's assignments, model and report (as ``segment`` does). The run
+        date's lock is then taken before the first trial, so a concurrent run of the date
+        fails before the sweep's work, not after it.
+    wait_lock, break_lock : optional
+        How to take that lock when it is held
+        (:meth:`spark_clustering.jobs.lock.WriterLock.acquire`).
 
     Returns
     -------
@@ -405,16 +413,43 @@ def run_sweep(
     >>> result = run_sweep(spark, load_sweep_config("examples/sweep.toml"))  # doctest: +SKIP
     >>> result.best.metrics["silhouette"]  # doctest: +SKIP
     """
+    lock = None
+    if write_best:
+        from .lock import WriterLock
+        from .publish import lock_path
+
+        lock = WriterLock(spark, lock_path(config.base.output_path, config.base.run_date),
+                          uuid.uuid4().hex, job="sweep")  # fmt: skip
+        lock.acquire(wait=wait_lock, break_lock=break_lock)
+    try:
+        return _sweep_locked(spark, config, stream, write_best, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sweep_locked(
+    spark: SparkSession,
+    config: SweepConfig,
+    stream: IO[str] | None,
+    write_best: bool,
+    lock: Any,
+) -> SweepResult:
+    """:func:`run_sweep` once the run date's lock (if any) is held."""
     from spark_clustering.tracking.core import health_scope
 
     with health_scope() as health:
-        result = _run_sweep(spark, config, stream, write_best)
+        result = _run_sweep(spark, config, stream, write_best, lock)
         result.tracking = {**health.summary(), "text": health.text()}
     return result
 
 
 def _run_sweep(
-    spark: SparkSession, config: SweepConfig, stream: IO[str] | None, write_best: bool
+    spark: SparkSession,
+    config: SweepConfig,
+    stream: IO[str] | None,
+    write_best: bool,
+    lock: Any,
 ) -> SweepResult:
     from .sweep_record import SweepRecord
 
@@ -471,7 +506,7 @@ def _run_sweep(
             progress.update(outcome, best)
         progress.close()
         if best is not None and write_best:
-            written = _write_best(spark, config, best, work)
+            written = _write_best(spark, config, best, work, lock)
     finally:
         progress.close()
         work.release()
@@ -479,7 +514,7 @@ def _run_sweep(
 
 
 def _write_best(
-    spark: SparkSession, config: SweepConfig, best: TrialOutcome, work: Workspace
+    spark: SparkSession, config: SweepConfig, best: TrialOutcome, work: Workspace, lock: Any
 ) -> segment.SegmentResult:
     """The best trial's outputs, written by ``segment``'s code over the shared work (its
     clusterer is fitted once more, the reduction and the k-distance graph are reused)."""
@@ -509,6 +544,7 @@ def _write_best(
         reduction=reduction if isinstance(reduction, segment.Reduction) else None,
         graph=graph,
         extra_summary=extra,
+        lock=lock,
     )
 
 
@@ -578,7 +614,11 @@ def leaderboard_frame(config: SweepConfig, result: SweepResult, top: int) -> pd.
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command: 0 when every trial completed, 2 on a bad config or bad input, 1 when
     a trial failed (rerun to retry only those) or on any other failure."""
-    config, result, code = segment.run_job(args, "sweep", load_sweep_config, run_sweep)
+
+    def runner(spark: SparkSession, config: SweepConfig) -> SweepResult:
+        return run_sweep(spark, config, wait_lock=args.wait_lock, break_lock=args.break_lock)
+
+    config, result, code = segment.run_job(args, "sweep", load_sweep_config, runner)
     if code:
         return code
     from spark_clustering.tracking.board import render
