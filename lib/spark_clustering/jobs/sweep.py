@@ -421,27 +421,16 @@ def run_sweep(
         lock = WriterLock(spark, lock_path(config.base.output_path, config.base.run_date),
                           uuid.uuid4().hex, job="sweep")  # fmt: skip
         lock.acquire(wait=wait_lock, break_lock=break_lock)
+    from spark_clustering.tracking.core import health_scope
+
     try:
-        return _sweep_locked(spark, config, stream, write_best, lock)
+        with health_scope() as health:
+            result = _run_sweep(spark, config, stream, write_best, lock)
+            result.tracking = {**health.summary(), "text": health.text()}
+        return result
     finally:
         if lock is not None:
             lock.release()
-
-
-def _sweep_locked(
-    spark: SparkSession,
-    config: SweepConfig,
-    stream: IO[str] | None,
-    write_best: bool,
-    lock: Any,
-) -> SweepResult:
-    """:func:`run_sweep` once the run date's lock (if any) is held."""
-    from spark_clustering.tracking.core import health_scope
-
-    with health_scope() as health:
-        result = _run_sweep(spark, config, stream, write_best, lock)
-        result.tracking = {**health.summary(), "text": health.text()}
-    return result
 
 
 def _run_sweep(
@@ -451,6 +440,7 @@ def _run_sweep(
     write_best: bool,
     lock: Any,
 ) -> SweepResult:
+    """:func:`run_sweep` once the run date's lock (if any) is held."""
     from .sweep_record import SweepRecord
 
     hashes = [config.config_hash(spec) for spec in config.trials]
