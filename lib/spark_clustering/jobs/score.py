@@ -67,15 +67,18 @@ def _read_input(
 
     id_col = meta["id_col"]
     if meta["input_kind"] == "raw":
+        from spark_clustering.features.io import read_input
         from spark_clustering.features.prepare import apply_saved_preparation, load_preparation
+        from spark_clustering.features.spec import InputSpec
         from spark_clustering.redact import REDACTED
 
         _, prep = load_preparation(spark, f"{root}/preparation")
         source = prep["spec"]["input"]
-        reader = spark.read.format(source.get("format") or "parquet")
         # credentials were never saved: the Spark / Hadoop configuration supplies them
         options = {k: v for k, v in (source.get("options") or {}).items() if v != REDACTED}
-        raw = reader.options(**options).load(path)
+        # read as prepare reads (Parquet timestamps of any unit, a missing path named)
+        raw = read_input(spark, InputSpec(path=path, format=source.get("format") or "parquet",
+                                          options=options))  # fmt: skip
         return apply_saved_preparation(spark, f"{root}/preparation", raw), id_col
     df = spark.read.parquet(path)
     features_col = meta.get("features_col", "features")
