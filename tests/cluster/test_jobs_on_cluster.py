@@ -30,7 +30,7 @@ RUN_DATE = "2026-11-01"
 VOLATILE = {
     "run_id", "model_version", "elapsed_s", "started", "finished", "timings", "stages_s",
     "assignments_path", "model_path", "report_path", "output", "paths", "spark", "tracking",
-    "created", "duration_s", "seconds", "config", "input_path", "output_path",
+    "created", "duration_s", "seconds", "config", "input_path", "output_path", "record",
 }  # fmt: skip
 
 
@@ -166,14 +166,15 @@ def _sweep_setup(spark: Any, data: Path) -> None:
         '[output]\npath = "unused"\nscatter_sample = 100\n'
         '[search]\nreducers = [{ algorithm = "pca", params = { k = 2 } }]\n'
         'clusterers = [{ algorithm = "kmeans", params = { k = [2, 3], seed = 1 } },\n'
-        '  { algorithm = "dbscan", params = { epsMultiple = [1.0, 2.0], minPoints = 5 } }]\n'
+        '  { algorithm = "dbscan", params = { eps_multiples = [1.0, 2.0], minPoints = 5 } }]\n'
     )
 
 
 def _sweep_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
-    board = [ln for ln in proc.stdout.splitlines() if ln.startswith(("sweep:", " ", "|"))]
-    best = _segment_results(spark, out, proc)
-    return {"board": board, **best}
+    # "sweep: 4 trials run, 0 skipped, 0 failed; best silhouette=0.7 (label); report: PATH"
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("sweep: ") and " run, " in ln]
+    outcome = line.split("; report: ")[0]
+    return {"outcome": [outcome], **_segment_results(spark, out, proc)}
 
 
 def _demo_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
@@ -291,7 +292,9 @@ def test_job_on_cluster_equals_local(
         proc = spark_submit(SPARK_JOBS / f"{case.script}.py", case.args(data, out), pyfiles_zip,
                             out, master=master, worker_python=worker_python,
                             event_dir=events)  # fmt: skip
-        assert proc.returncode == 0, f"{name} on {label} failed:\n{tail(proc.stderr, 60)}"
+        # spark-submit's PythonRunner merges the driver's stderr into stdout
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{name} on {label} failed:\n{tail(output, 60)}"
         for text in case.stdout:
             assert text in proc.stdout, f"{name} on {label} did not print {text!r}"
         (log,) = event_logs(events)

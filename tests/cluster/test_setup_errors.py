@@ -34,10 +34,12 @@ def _args(data: Path) -> list[str]:
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "\tat org.apache" not in proc.stderr, proc.stderr
+    # spark-submit's PythonRunner merges the driver's stderr into its stdout: read both
+    both = proc.stdout + proc.stderr
+    assert proc.returncode == 2, (proc.returncode, both[-3000:])
+    errors = [ln for ln in both.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, both[-3000:]
+    assert "Traceback" not in both and "\tat org.apache" not in both, both[-3000:]
     return errors[0]
 
 

@@ -105,7 +105,9 @@ def test_segment_on_array_features_end_to_end(spark, tmp_path):
         clusterer='algorithm = "kmeans"\nparams = { k = 3, seed = 1 }',
     )
     assert segment.main(["--config", config, "--run-date", RUN_DATE]) == 0
-    summary = json.loads((out / "runs" / f"run_date={RUN_DATE}" / "summary.json").read_text())
+    from spark_clustering.jobs.publish import current_run
+
+    summary = json.loads(Path(current_run(None, str(out), RUN_DATE).summary).read_text())
     profiles = summary["profiles"]
     assert sum(p["size"] for p in profiles) == len(rows)
     assert summary["profile_features"] == ["f0", "f1", "f2", "f3"]
