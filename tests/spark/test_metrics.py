@@ -100,8 +100,9 @@ def test_sampled_silhouette_close_to_exact_with_interval(df, labelled):
     assert low < m["silhouette"] < high
     assert high - low < 0.1
     assert abs(m["silhouette"] - exact) < 0.03
-    # the stratified sample keeps the 3-row cluster whole in every repeat
-    assert 300 <= m["silhouette_sample_rows"] < 400
+    # the stratified sample keeps the 3-row cluster whole in every repeat; each row is drawn
+    # with its stratum's probability, so the count is about 300 (+- 3 sd of a binomial: 50)
+    assert 250 <= m["silhouette_sample_rows"] < 400
     again = evaluate(df, sampleSize=300, repeats=6, seed=11, metrics=["silhouette"])
     assert again["silhouette"] == m["silhouette"]
 

@@ -73,13 +73,15 @@ def test_tree_reduce_merge_equals_driver_merge(data, monkeypatch):
     np.testing.assert_array_equal(k_distances(df, 8, sampleSize=300, seed=1), on_driver)
 
 
-def test_sample_is_what_order_by_rand_limit_draws(data):
-    from pyspark.sql import functions as F
+def test_sample_is_the_smallest_content_hashed_keys(data):
+    from spark_clustering.features.vectors import as_array
+    from spark_clustering.sampling import uniform
 
     x, df = data
     got = k_distances(df, 8, sampleSize=200, seed=5)
-    rows = df.orderBy(F.rand(5)).limit(200).collect()
-    drawn = np.array([r["features"].toArray() for r in rows])
+    flat = df.select(as_array(df, "features").alias("a"))
+    rows = flat.orderBy(uniform(5, "k-distance", "a")).limit(200).collect()
+    drawn = np.array([r["a"] for r in rows])
     # the same query rows: their exact k-distances against all rows, sorted
     dist, _ = NearestNeighbors(n_neighbors=8).fit(x).kneighbors(drawn)
     np.testing.assert_allclose(got, np.sort(dist[:, -1]), rtol=1e-12)
