@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,7 +98,8 @@ def where_time_went(event_dir: Path) -> dict[str, float]:
 
 def _run(script: Path, args: list[str], zip_path: Path, work: Path, master: str,
          memory: str) -> dict:  # fmt: skip
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # a run of its own, not on top of the last one
+    work.mkdir(parents=True)
     events = work / "events"
     conf = {"spark.executor.memory": memory, "spark.sql.shuffle.partitions": "8"}
     start = time.monotonic()
@@ -105,7 +107,10 @@ def _run(script: Path, args: list[str], zip_path: Path, work: Path, master: str,
                         conf=conf, timeout=3600)  # fmt: skip
     wall = time.monotonic() - start
     if proc.returncode != 0:
-        raise SystemExit(f"{script.name} on {master} failed:\n{proc.stderr[-3000:]}")
+        # spark-submit's PythonRunner merges the driver's stderr into its stdout
+        raise SystemExit(
+            f"{script.name} on {master} failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+        )
     result = {"wall_s": wall, **where_time_went(events)}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -144,7 +149,15 @@ def main() -> int:
     p.add_argument("--customers", type=int, nargs="*", default=[100_000])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--memory", default="6g", help="executor memory (and per-worker memory)")
+    p.add_argument("--events", help="only print the breakdown of the event logs under this folder")
     args = p.parse_args()
+    if args.events:
+        for run in sorted(Path(args.events).iterdir()):
+            if not event_logs(run / "events"):
+                continue
+            sums = where_time_went(run / "events")
+            print(run.name, " ".join(f"{k}={v:.1f}" for k, v in sums.items()))
+        return 0
     sys.path.insert(0, str(HERE))
     import numpy as np
 
@@ -177,12 +190,16 @@ def main() -> int:
                 subprocess.run([sys.executable, "-m", "spark_clustering.cli", "generate",
                                 "--customers", str(customers), "--output", str(gen)],
                                check=True)  # fmt: skip
+            # examples/segment.toml names its prepare spec relative to the checkout
+            config = DATA / "cluster-segment.toml"
+            config.write_text((ROOT / "examples" / "segment.toml").read_text().replace(
+                '"examples/prepare.toml"', f'"{ROOT / "examples" / "prepare.toml"}"'))  # fmt: skip
             runs = {"local": [], "cluster": []}
             for r in range(args.rounds):
                 for label, m in (("local", "local[2]"), ("cluster", master)):
                     work = DATA / "cluster-runs" / f"segment-{customers}-{label}-{r}"
                     res = _run(ROOT / "spark_jobs" / "segment_customers.py",
-                               ["--config", str(ROOT / "examples" / "segment.toml"),
+                               ["--config", str(config),
                                 "--input", str(gen / "transactions"),
                                 "--output", str(work / "segments"), "--gpu", "off"],
                                zip_path, work, m, args.memory)  # fmt: skip

@@ -457,7 +457,9 @@ def _sampled_silhouette(
     # Draws hashed from the seed and each row's label and coordinates (not rand()): the same
     # rows on any partitioning or cluster, so the same estimate to the last digit.
     u_cols = [
-        sampling.uniform(seed + 7919 * r, "silhouette", _LABEL, *coords).alias(f"__u{r}")
+        sampling.uniform(
+            seed + 7919 * r, "silhouette", _LABEL, *map(sampling.single, coords)
+        ).alias(f"__u{r}")
         for r in range(repeats)
     ]
     picked = F.col("__u0") < F.col("__f")

@@ -197,7 +197,9 @@ def _scan_and_sample(
 
     flat = df.select(as_array(df, col).alias("__arr"))
     # A key from the row's content, not rand(): the same rows are drawn on any layout.
-    keyed = flat.select("__arr", sampling.uniform(seed, "k-distance", "__arr").alias("__key"))
+    keyed = flat.select(
+        "__arr", sampling.uniform(seed, "k-distance", sampling.single_array("__arr")).alias("__key")
+    )
 
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from spark_clustering._worker import prepare_worker

@@ -37,6 +37,26 @@ def uniform(seed: int, name: str, *cols: Column | str) -> Column:
     return (bits.cast("double") + 0.5) / _SCALE
 
 
+def single(col: Column | str) -> Column:
+    """A double column rounded to single precision, for hashing a row's coordinates.
+
+    Upstream aggregates (a scaler's means, a reduction) can move the last bits of a double
+    between layouts, since Spark merges partial sums in the order they arrive; a hash of the
+    raw doubles would then draw another sample. Rounded to 24 bits, a coordinate changes only
+    when it sits within one double ulp of a float boundary (about 1 in 5e8 values).
+    """
+    from pyspark.sql import functions as F
+
+    return (F.col(col) if isinstance(col, str) else col).cast("float")
+
+
+def single_array(col: Column | str) -> Column:
+    """:func:`single` for every element of an ``array<double>`` column."""
+    from pyspark.sql import functions as F
+
+    return F.transform(F.col(col) if isinstance(col, str) else col, lambda v: v.cast("float"))
+
+
 def normal(seed: int, name: str, *cols: Column | str) -> Column:
     """A deterministic standard normal draw (Box-Muller on two hashed uniforms)."""
     from pyspark.sql import functions as F

@@ -75,12 +75,12 @@ def test_tree_reduce_merge_equals_driver_merge(data, monkeypatch):
 
 def test_sample_is_the_smallest_content_hashed_keys(data):
     from spark_clustering.features.vectors import as_array
-    from spark_clustering.sampling import uniform
+    from spark_clustering.sampling import single_array, uniform
 
     x, df = data
     got = k_distances(df, 8, sampleSize=200, seed=5)
     flat = df.select(as_array(df, "features").alias("a"))
-    rows = flat.orderBy(uniform(5, "k-distance", "a")).limit(200).collect()
+    rows = flat.orderBy(uniform(5, "k-distance", single_array("a"))).limit(200).collect()
     drawn = np.array([r["a"] for r in rows])
     # the same query rows: their exact k-distances against all rows, sorted
     dist, _ = NearestNeighbors(n_neighbors=8).fit(x).kneighbors(drawn)

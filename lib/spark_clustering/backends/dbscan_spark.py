@@ -158,7 +158,7 @@ def fit_distributed(
     n_regions = max(2 * parallelism, math.ceil(n_rows / max_points_per_partition))
     # The rows with the smallest keys hashed from the seed and their coordinates (a per-partition
     # top-k): the same sample, so the same regions, on any partitioning or cluster.
-    key = sampling.uniform(seed, "dbscan-regions", *xcols)
+    key = sampling.uniform(seed, "dbscan-regions", *map(sampling.single, xcols))
     sample = _collect_coordinates(points.orderBy(key, *xcols).limit(partition_sample_size), xcols)
     regions = build_regions(sample, n_regions, min_width=eps)
     log.info(
