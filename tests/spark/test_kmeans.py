@@ -39,9 +39,13 @@ def test_centres_and_predictions_match_mllib(blobs, fitted):
     # ours fits on the rows in a layout set by their content (the same on any cluster): MLlib
     # on that same layout is the reference
     mllib = MLlibKMeans(k=3, seed=11).fit(canonical_layout(df, ["features"]))
-    np.testing.assert_allclose(fitted.clusterCenters(), np.array(mllib.clusterCenters()))
+    # the same centres, numbered by their coordinates (lexicographic) rather than MLlib's order
+    theirs_centres = np.array(mllib.clusterCenters())
+    order = np.lexsort(theirs_centres.astype(np.float32).T[::-1])
+    np.testing.assert_allclose(fitted.clusterCenters(), theirs_centres[order])
+    renumber = {int(old): new for new, old in enumerate(order)}
     ours = {r["id"]: (r["cluster"], r["distance"]) for r in fitted.transform(df).collect()}
-    theirs = {r["id"]: r["prediction"] for r in mllib.transform(df).collect()}
+    theirs = {r["id"]: renumber[r["prediction"]] for r in mllib.transform(df).collect()}
     assert {i: c for i, (c, _) in ours.items()} == theirs
     centres = fitted.clusterCenters()
     expected = np.linalg.norm(x - centres[[ours[i][0] for i in range(len(x))]], axis=1)

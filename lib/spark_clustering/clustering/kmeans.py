@@ -427,7 +427,12 @@ def _fit_spark(est: KMeans, dataset: DataFrame) -> KMeansModel:
         mllib.setSeed(est.getOrDefault(est.seed))
     # k-means|| seeds by partition index: fit on a layout that depends on the rows alone
     fitted = mllib.fit(canonical_layout(vector_features(dataset.select(col), col), [col]))
-    model = KMeansModel(np.array(fitted.clusterCenters(), dtype=float))
+    centres = np.array(fitted.clusterCenters(), dtype=float)
+    # MLlib's centre order (so the cluster ids) can change between runs and layouts even when
+    # the centres do not: number them by their coordinates (at single precision, so that
+    # last-bit noise cannot reorder them)
+    order = np.lexsort(centres.astype(np.float32).T[::-1])
+    model = KMeansModel(centres[order])
     model.trainingCost = float(fitted.summary.trainingCost)
     return est._copyValues(model)
 
