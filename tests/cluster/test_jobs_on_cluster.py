@@ -137,6 +137,23 @@ def _generated(spark: Any, data: Path) -> None:
     generate_transactions(spark, 300, str(data / "generated"), seed=3)
 
 
+def _raw_segment_setup(spark: Any, data: Path) -> None:
+    """The quick start's pipeline at a size where layout noise used to show: transactions of
+    3,000 customers, prepared by examples/prepare.toml inside the job, UMAP to 3-D, DBSCAN."""
+    from segment_data import write_config
+    from spark_clustering.features.generate import generate_transactions
+
+    generate_transactions(spark, 3000, str(data / "generated"), seed=5)
+    spec = ROOT / "examples" / "prepare.toml"
+    write_config(
+        data / "segment.toml", str(data / "generated" / "transactions"), str(data / "unused"),
+        input=f'path = "{data / "generated" / "transactions"}"\nkind = "raw"\nspec = "{spec}"',
+        reducer='algorithm = "umap"\nparams = { nComponents = 3, nNeighbors = 15, minDist = 0.0,'
+        " sampleSize = 1500, seed = 0 }",
+        clusterer='algorithm = "dbscan"\nparams = { eps = "auto", minPoints = 10 }',
+    )  # fmt: skip
+
+
 def _prepare_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
     report = json.loads((out / "prepared" / "preparation.json").read_text())
     return {"report": _scrub(report), "rows": _rows(spark, out / "prepared" / "features")}
@@ -209,6 +226,13 @@ CASES: dict[str, Case] = {
         ),
         stdout=("segment:",),
         local_1=True,
+    ),
+    "segment-from-transactions": Case(
+        "segment_customers",
+        _segment_args,
+        _segment_results,
+        setup=_raw_segment_setup,
+        stdout=("segment:",),
     ),
     "segment-pca-kmeans": Case(
         "segment_customers",

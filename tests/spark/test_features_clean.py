@@ -63,9 +63,10 @@ def test_imputation_median_mean_constant_then_log1p(spark):
         ImputeRule("median"),
     )
     assert rules["med"].strategy == "median" and rules["fix"].value == -0.5
-    imputers, constants = clean.impute_stages(rules, relative_error=0.0)
-    assert constants == {"fix": -0.5}
-    assert sorted(type(s).__name__ for s in imputers) == ["Imputer", "Imputer"]
+    imputers, constants = clean.impute_stages(rules, df, ["id"])
+    # the median (rank ceil(n/2) of 1, 2, 9) and the mean are filled like constants
+    assert constants == {"fix": -0.5, "med": 2.0, "avg": 4.0}
+    assert imputers == []
     fill = clean.fill_log_stage("id", ["med", "avg", "fix"], [], constants, ["fix"])
     out = Pipeline(stages=[*imputers, fill]).fit(df).transform(df)
     expected = spark.createDataFrame(
@@ -80,6 +81,15 @@ def test_imputation_median_mean_constant_then_log1p(spark):
     assert_approx_df_equality(
         out, expected, precision=1e-12, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_mode_imputation_is_sparks_imputer(spark):
+    df = spark.createDataFrame([(1, 3.0), (2, 3.0), (3, 5.0), (4, None)], "id long, m double")
+    rules = clean.resolve_impute_rules(["m"], {}, ImputeRule("mode"))
+    imputers, constants = clean.impute_stages(rules, df, ["id"])
+    assert constants == {}
+    out = Pipeline(stages=imputers).fit(df).transform(df)
+    assert sorted(r["m"] for r in out.collect()) == [3.0, 3.0, 3.0, 5.0]
 
 
 def test_one_hot_keeps_every_level_and_an_unknown_bucket(spark):
@@ -134,7 +144,7 @@ def test_scalers(spark, spec, expected):
     df = spark.createDataFrame(
         [(i, Vectors.dense([v, 7.0])) for i, v in enumerate([2.0, 4.0, 6.0])], ["id", "v"]
     )
-    model = scale.scaler_stage(spec, "v", "s", relative_error=0.0).fit(df)
+    model = scale.fit_scaler(spec, df, "v", "s", ["id"])
     out = model.transform(df).select("id", "s")
     want = spark.createDataFrame(
         [(i, Vectors.dense(e)) for i, e in enumerate(expected)], ["id", "s"]
@@ -144,8 +154,49 @@ def test_scalers(spark, spec, expected):
     assert scale.degenerate_features(model, ["x", "k"]) == ["k"]
 
 
-def test_none_scaler_is_no_stage():
+def test_none_scaler_is_no_stage(spark):
     assert scale.scaler_stage(ScaleSpec("none"), "v", "s") is None
+    df = spark.createDataFrame([(1, Vectors.dense([1.0]))], ["id", "v"])
+    assert scale.fit_scaler(ScaleSpec("none"), df, "v", "s", ["id"]) is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [ScaleSpec("standard"), ScaleSpec("standard", with_mean=True), ScaleSpec("robust"),
+     ScaleSpec("robust", with_mean=True, lower=0.1, upper=0.8)],
+)  # fmt: skip
+def test_fitted_scaler_is_sparks_model_with_sparks_statistics(spark, spec, tmp_path):
+    """The model built from our statistics equals Spark's own fit (exact quantiles for robust),
+    saves and loads as Spark's, and keeps sparse rows sparse when not centring."""
+    import numpy as np
+    from pyspark.ml import PipelineModel
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(400):
+        x = rng.lognormal(size=3) * [1.0, 10.0, 0.01]
+        v = Vectors.sparse(3, [1], [x[1]]) if i % 3 == 0 else Vectors.dense(x)
+        rows.append((i, v))
+    df = spark.createDataFrame(rows, ["id", "v"]).repartition(3)
+    ours = scale.fit_scaler(spec, df, "v", "s", ["id"], relative_error=0.0)
+    theirs = scale.scaler_stage(spec, "v", "s", relative_error=0.0).fit(df)
+    assert type(ours) is type(theirs)
+    if spec.method == "standard":
+        np.testing.assert_allclose(ours.std.toArray(), theirs.std.toArray(), rtol=1e-12)
+        np.testing.assert_allclose(ours.mean.toArray(), theirs.mean.toArray(), rtol=1e-12)
+    else:
+        assert ours.range == theirs.range and ours.median == theirs.median
+    assert ours.getInputCol() == "v" and ours.getOutputCol() == "s"
+    got = {r["id"]: r["s"] for r in ours.transform(df).collect()}
+    want = {r["id"]: r["s"] for r in theirs.transform(df).collect()}
+    for i in want:
+        np.testing.assert_allclose(got[i].toArray(), want[i].toArray(), rtol=1e-12)
+    if not spec.with_mean:
+        assert type(got[0]).__name__ == "SparseVector"
+    PipelineModel(stages=[ours]).write().overwrite().save(str(tmp_path / "m"))
+    loaded = PipelineModel.load(str(tmp_path / "m")).stages[0]
+    assert type(loaded) is type(ours)
+    assert loaded.transform(df).collect() == ours.transform(df).collect()
 
 
 def test_feature_names_stage_sets_metadata_and_round_trips(spark, tmp_path):

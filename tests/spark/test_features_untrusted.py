@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -504,3 +505,43 @@ def test_parquet_timestamps_of_every_unit_are_read(spark, tmp_path):
         # nanoseconds truncated to Spark's microseconds; the wall-clock column read in the
         # session's time zone (UTC in the tests)
         assert got[i] == [micros, micros, ms, micros]
+
+
+def test_amounts_beyond_the_exact_sum_range_are_refused_unless_a_rule_handles_them(spark):
+    """Amounts are summed as decimal(18,6), exact below 1e12 in magnitude: a larger one is
+    refused before any aggregation, unless a range rule drops, clips or nulls it."""
+    rows = [
+        (1, 1, _ts(2025, 1, 1), 10.0),
+        (2, 1, _ts(2025, 1, 2), -3e12),
+        (3, 2, _ts(2025, 1, 3), 2e12),
+    ]
+    df = _tx(spark, rows)
+    spec = _spec()
+    unbounded = replace(spec, bad_input=replace(spec.bad_input, ranges=()))
+    with pytest.raises(ValueError) as err:
+        validate_input(df, unbounded, now=NOW)
+    text = str(err.value)
+    assert "column 'amount' has 2 amount(s) of magnitude >= 1e+12" in text
+    assert "decimal(18,6)" in text and "bad_input.ranges rule for 'amount'" in text
+    clipped = _spec(ranges={"amount": {"min": -1e6, "max": 1e6, "action": "clip"}})
+    out, _, _ = validate_input(df, clipped, now=NOW)
+    assert sorted(r["amount"] for r in out.collect()) == [-1e6, 10.0, 1e6]
+    nulled = _spec(ranges={"amount": {"min": 0.0, "max": 1e6, "action": "null"}})
+    assert validate_input(df, nulled, now=NOW)[0].count() == 3
+
+
+def test_monetary_is_an_exact_sum_whatever_the_order(spark):
+    """0.1 + 0.2 + 0.3 in doubles depends on the order; as decimals it is 0.6 in any order."""
+    from spark_clustering.features.aggregate import aggregate_transactions
+
+    spec = _spec()
+    amounts = [0.1, 0.2, 0.3, 1e-7, 123456.789]
+    got = set()
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
+        rows = [(i, 1, _ts(2025, 1, 1 + i), amounts[i]) for i in order]
+        df = spark.createDataFrame(
+            rows, "transaction_id long, customer_id long, timestamp timestamp, amount double"
+        ).repartition(3)
+        agg, _ = aggregate_transactions(df, "customer_id", spec.transactions)
+        got.add(agg.first()["monetary"])
+    assert got == {123457.389}  # 1e-7 is below the sixth decimal place: rounded away

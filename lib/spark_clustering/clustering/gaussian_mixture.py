@@ -196,15 +196,20 @@ class GaussianMixture(
         from pyspark.ml.clustering import GaussianMixture as MLlibGaussianMixture
 
         col, k = self.getFeaturesCol(), self.getK()
-        valid = check_input(dataset, col, self.getHandleInvalid(), Requirement(k, "k", k)).data
+        checked = check_input(dataset, col, self.getHandleInvalid(), Requirement(k, "k", k))
+        valid = checked.data
         mllib = MLlibGaussianMixture(
             featuresCol=col, k=self.getK(), maxIter=self.getMaxIter(), tol=self.getTol()
         )
         if self.isDefined(self.seed):
             mllib.setSeed(self.getOrDefault(self.seed))
         model = GaussianMixtureModel()
-        # the initial sample is drawn per partition: fit on a layout that depends on the rows
-        features = canonical_layout(vector_features(valid.select(col), col), [col])
+        # the initial sample is drawn per partition: fit on a layout that depends on the rows.
+        # EM keeps the components in the order of that (seeded) sample, so their ids are the
+        # same on every layout without renumbering (KMeans' k-means|| needs it, see kmeans.py)
+        features = canonical_layout(
+            vector_features(valid.select(col), col), [col], n_rows=checked.n_valid
+        )
         model._mllib = mllib.fit(features)
         log_fit(self)
         return self._copyValues(model)

@@ -396,11 +396,12 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
     def _fit(self, dataset: DataFrame) -> KMeansModel:
         self._validate_params()
         k = self.getK()
-        valid = check_input(
+        checked = check_input(
             dataset, self.getFeaturesCol(), self.getHandleInvalid(), Requirement(k, "k", k)
-        ).data
+        )
+        valid = checked.data
         fit = _FITTERS[self.resolvedBackend()]
-        model = fit(self, valid)
+        model = fit(self, valid, checked.n_valid)
         quantile = self.getOutlierQuantile()
         if quantile is not None:
             model._thresholds = fitted_thresholds(
@@ -410,7 +411,7 @@ class KMeans(_KMeansParams, Estimator, DefaultParamsReadable, DefaultParamsWrita
         return model
 
 
-def _fit_spark(est: KMeans, dataset: DataFrame) -> KMeansModel:
+def _fit_spark(est: KMeans, dataset: DataFrame, n_rows: int) -> KMeansModel:
     """MLlib's KMeans (k-means||), then our model with the same centres."""
     from pyspark.ml.clustering import KMeans as MLlibKMeans
 
@@ -426,7 +427,9 @@ def _fit_spark(est: KMeans, dataset: DataFrame) -> KMeansModel:
     if est.isDefined(est.seed):
         mllib.setSeed(est.getOrDefault(est.seed))
     # k-means|| seeds by partition index: fit on a layout that depends on the rows alone
-    fitted = mllib.fit(canonical_layout(vector_features(dataset.select(col), col), [col]))
+    fitted = mllib.fit(
+        canonical_layout(vector_features(dataset.select(col), col), [col], n_rows=n_rows)
+    )
     centres = np.array(fitted.clusterCenters(), dtype=float)
     # MLlib's centre order (so the cluster ids) can change between runs and layouts even when
     # the centres do not: number them by their coordinates (at single precision, so that
@@ -437,7 +440,7 @@ def _fit_spark(est: KMeans, dataset: DataFrame) -> KMeansModel:
     return est._copyValues(model)
 
 
-def _fit_sagemaker(est: KMeans, dataset: DataFrame) -> KMeansModel:
+def _fit_sagemaker(est: KMeans, dataset: DataFrame, n_rows: int) -> KMeansModel:
     """SageMaker's KMeans through sagemaker-pyspark; scored by an endpoint or batch transform."""
     from ..backends.sagemaker import estimators
 

@@ -17,6 +17,12 @@ Definitions (``ref`` is the reference date, by default the input's latest timest
 * ``distinct_channels``: number of different (non-null) channels used;
 * pass-through columns: per-customer attributes repeated on every transaction (``country``);
   when they vary, the largest value is taken, so the result is deterministic.
+
+Amounts are summed as decimals (:data:`EXACT_AMOUNT`: 6 decimal places, below 10^12 in
+magnitude, which :func:`.io.validate_input` checks): a sum of decimals is exact, so
+``monetary``, ``avg_basket`` and the shares are the same whatever order Spark adds a customer's
+transactions in (a sum of doubles changes in its last bits with the partitions, and UMAP turns
+that into other segments).
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 OTHER_CATEGORY = "other"
+#: the type amounts are summed in: exact sums, and a precision of 18 keeps Spark on its fast
+#: (long-backed) decimals; amounts are rounded to 6 decimal places
+EXACT_AMOUNT = "decimal(18,6)"
+#: the largest amount magnitude :data:`EXACT_AMOUNT` holds
+AMOUNT_LIMIT = 1e12
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,11 @@ def aggregate_transactions(
     if ref is not None:
         ref_epoch = parse_timestamp(ref).timestamp()
     epoch = F.unix_timestamp(ts).cast("double")
+    exact = amount.cast(EXACT_AMOUNT)
+
+    def total_of(value: Column) -> Column:  # an exact sum, as a double
+        return F.sum(value).cast("double")
+
     for agg in spec.aggregates:  # keep the spec's order
         if agg == "recency":
             exprs.append(((F.lit(ref_epoch) - F.max(epoch)) / 86400.0).alias("recency_days"))
@@ -148,9 +164,9 @@ def aggregate_transactions(
         elif agg == "frequency":
             exprs.append(F.count(F.lit(1)).cast("double").alias("frequency"))
         elif agg == "monetary":
-            exprs.append(F.sum(amount).alias("monetary"))
+            exprs.append(total_of(exact).alias("monetary"))
         elif agg == "avg_basket":
-            exprs.append(F.avg(amount).alias("avg_basket"))
+            exprs.append((total_of(exact) / F.count(amount)).alias("avg_basket"))
         elif agg == "distinct_channels":
             assert spec.channel_col is not None
             channels = F.size(F.collect_set(F.col(spec.channel_col))).cast("double")
@@ -158,14 +174,15 @@ def aggregate_transactions(
         elif agg == "category_shares":
             assert spec.category_col is not None
             cat = F.col(spec.category_col)
-            total = F.sum(amount)
+            total = total_of(exact)
+            zero = F.lit(0).cast(EXACT_AMOUNT)
             for c in cats:
-                share = F.sum(F.when(cat == F.lit(c), amount).otherwise(F.lit(0.0))) / total
+                share = total_of(F.when(cat == F.lit(c), exact).otherwise(zero)) / total
                 exprs.append(share.alias(share_column(c)))
             if other:
                 in_list = cat.isin(cats) if cats else F.lit(False)
-                rest = F.when(cat.isNotNull() & ~in_list, amount).otherwise(F.lit(0.0))
-                exprs.append((F.sum(rest) / total).alias(share_column(OTHER_CATEGORY)))
+                rest = F.when(cat.isNotNull() & ~in_list, exact).otherwise(zero)
+                exprs.append((total_of(rest) / total).alias(share_column(OTHER_CATEGORY)))
         if agg != "category_shares":
             order.append(AGGREGATE_COLUMNS[agg])
         else:

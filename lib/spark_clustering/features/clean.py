@@ -3,11 +3,13 @@
 Each step is a Spark ML stage so that the fitted preparation is one saved ``PipelineModel``
 that applies the same cleaning to new data:
 
-* winsorizing: bounds from ``approxQuantile`` (one pass for all columns), applied by a
-  ``SQLTransformer`` (``least(greatest(x, lo), hi)``, which stays on the JVM and on the GPU
-  under the RAPIDS Accelerator);
-* imputation: Spark's ``Imputer`` (median, mean, mode; one per strategy, in place); a constant
-  fill is a ``coalesce`` in the next ``SQLTransformer``;
+* winsorizing: bounds are exact quantiles (:func:`.stable.exact_quantiles`: the same on any
+  layout, where ``approxQuantile``'s are not), applied by a ``SQLTransformer``
+  (``least(greatest(x, lo), hi)``, which stays on the JVM and on the GPU under the RAPIDS
+  Accelerator);
+* imputation: medians (exact) and means (summed in id order, :mod:`.stable`) are computed
+  here and filled, like a constant, by a ``coalesce`` in the next ``SQLTransformer``; ``mode``
+  is Spark's ``Imputer``;
 * ``log1p``: the same ``SQLTransformer``;
 * one-hot: ``StringIndexer`` (alphabetical, nulls and unseen values into ``__unknown``) then
   ``OneHotEncoder`` (no dropped level: clustering wants every level);
@@ -24,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import stable
 from .spec import ImputeRule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,17 +57,13 @@ def winsorize_bounds(
     upper: float,
     relative_error: float = 0.001,
 ) -> dict[str, tuple[float, float]]:
-    """The ``lower`` and ``upper`` approximate quantiles of each column, in one pass.
+    """The exact ``lower`` and ``upper`` quantiles of each column (:func:`.stable.exact_quantiles`).
 
-    Columns with no non-null value are left out.
+    Exact, so the same on any layout; ``relative_error`` only sizes the work. Columns with no
+    non-null value are left out.
     """
-    cols = list(cols)
-    if not cols:
-        return {}
-    quantiles = df.approxQuantile(cols, [lower, upper], relative_error)
-    return {
-        c: (float(q[0]), float(q[1])) for c, q in zip(cols, quantiles, strict=True) if len(q) == 2
-    }
+    quantiles = stable.exact_quantiles(df, [*cols], [lower, upper], relative_error)
+    return {c: (q[0], q[1]) for c, q in quantiles.items()}
 
 
 def select_stage(
@@ -103,22 +102,37 @@ def resolve_impute_rules(
 
 
 def impute_stages(
-    per_column: Mapping[str, ImputeRule], relative_error: float = 0.001
+    per_column: Mapping[str, ImputeRule],
+    df: DataFrame,
+    key: Sequence[str],
+    relative_error: float = 0.001,
 ) -> tuple[list[Any], dict[str, float]]:
-    """Spark ``Imputer`` estimators (one per strategy, in place) and the constant fills."""
+    """Spark ``Imputer`` estimators for the ``mode`` columns, and the fill of every other column.
+
+    Medians (exact, :func:`.stable.exact_quantiles`) and means (:func:`.stable.moments`, summed
+    in the order of ``key``) are computed here from ``df`` and filled as constants, so they are
+    the same on any layout; Spark's ``Imputer`` would merge its sketches and sums in the order
+    its tasks finish. A column with no value at all is left to Spark's ``Imputer``, which says so.
+    """
     from pyspark.ml.feature import Imputer
 
-    by_strategy: dict[str, list[str]] = {}
     constants: dict[str, float] = {}
+    by_strategy: dict[str, list[str]] = {}
     for col, rule in per_column.items():
         if rule.strategy == "constant":
             assert rule.value is not None
             constants[col] = float(rule.value)
         else:
             by_strategy.setdefault(rule.strategy, []).append(col)
+    medians = stable.exact_quantiles(df, by_strategy.get("median", []), [0.5], relative_error)
+    means = stable.moments(df, by_strategy.get("mean", []), key)
+    constants.update({c: q[0] for c, q in medians.items()})
+    constants.update({c: m.mean for c, m in means.items()})
+    left = {s: [c for c in cols if c not in constants] for s, cols in by_strategy.items()}
     stages: list[Any] = [
         Imputer(inputCols=cols, outputCols=cols, strategy=strategy, relativeError=relative_error)
-        for strategy, cols in by_strategy.items()
+        for strategy, cols in left.items()
+        if cols
     ]
     return stages, constants
 

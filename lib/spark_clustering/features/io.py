@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from .aggregate import parse_timestamp
+from .aggregate import AMOUNT_LIMIT, EXACT_AMOUNT, parse_timestamp
 from .parquet import NANOS_AS_LONG, NANOS_MARKER, nanos_to_timestamps, parquet_nanos_columns
 from .spec import DEFAULT_TRANSACTION_ID, InputSpec, PreparationSpec, RangeRule
 
@@ -360,6 +361,12 @@ def validate_input(
             kept = kept & ~_outside(rule, typed[rule.column])
     kept = live & kept
     aggs.append(F.sum(F.when(kept, 1).otherwise(0)).alias("__kept"))
+    amount_col = spec.transactions.amount_col if transactions else None
+    if amount_col in need:  # amounts are summed as exact decimals: their magnitude is bounded
+        effective = _after_range_rules(typed[amount_col], amount_col, bad_input.ranges)
+        finite = ~F.isnan(effective) & (F.abs(effective) < F.lit(float("inf")))
+        huge = kept & finite & (F.abs(effective) >= F.lit(AMOUNT_LIMIT))
+        aggs.append(F.sum(F.when(huge, 1).otherwise(0)).alias("__huge"))
     if ts_col:
         # the default reference date: the latest timestamp of a kept row, never a future one
         kept_ts = F.least(typed[ts_col], F.lit(cutoff)) if future_action == "clip" else ts
@@ -533,7 +540,32 @@ def validate_input(
                 clipped = F.least(clipped, F.lit(rule.max))
             # greatest/least skip nulls: keep a missing value missing
             out = out.withColumn(rule.column, F.when(value.isNull(), value).otherwise(clipped))
+    n_huge = int(stats["__huge"] or 0) if amount_col in need else 0
+    if n_huge:
+        assert amount_col is not None
+        raise ValueError(
+            f"column {amount_col!r} has {n_huge} amount(s) of magnitude >= {AMOUNT_LIMIT:g}; "
+            f"amounts are summed exactly as {EXACT_AMOUNT}, which holds magnitudes below "
+            f"{AMOUNT_LIMIT:g}: rescale the amounts (to thousands, say) or add a "
+            f"bad_input.ranges rule for {amount_col!r}"
+        )
     return out, report, dropped
+
+
+def _after_range_rules(value: Column, col: str, rules: Sequence[RangeRule]) -> Column:
+    """``value`` as the ``clip`` and ``null`` range rules of ``col`` leave it."""
+    for rule in rules:
+        if rule.column != col or rule.action not in ("clip", "null"):
+            continue
+        below, above = _rule_masks(rule, value)
+        if rule.action == "null":
+            value = F.when(below | above, F.lit(None)).otherwise(value)
+        else:
+            if rule.min is not None:
+                value = F.when(below, F.lit(rule.min)).otherwise(value)
+            if rule.max is not None:
+                value = F.when(above, F.lit(rule.max)).otherwise(value)
+    return value
 
 
 def handle_duplicate_ids(df: DataFrame, id_col: str, action: str, report: InputReport) -> DataFrame:

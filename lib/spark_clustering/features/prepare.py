@@ -232,7 +232,11 @@ def prepare_features(
         table, win_cols, c.winsorize_lower, c.winsorize_upper, c.relative_error
     )
     rules = clean.resolve_impute_rules(numeric, c.impute, c.impute_default)
-    imputers, constants = clean.impute_stages(rules, c.relative_error)
+    selected = clean.select_stage(id_col, numeric, categorical, bounds)
+    # medians and means of the clipped values, as the fill stage will see them
+    imputers, constants = clean.impute_stages(
+        rules, selected.transform(table), [id_col], c.relative_error
+    )
     for col in log_cols:  # log1p is undefined at <= -1: check the clipped minimum
         low = stats[f"{col}__min"]
         if col in bounds:
@@ -245,7 +249,7 @@ def prepare_features(
     ohe = clean.one_hot_stages(categorical)
     assembled_inputs = [*numeric, *[col + clean.OHE_SUFFIX for col in categorical]]
     stages_a = [
-        clean.select_stage(id_col, numeric, categorical, bounds),
+        selected,
         *imputers,
         clean.fill_log_stage(id_col, numeric, categorical, constants, log_cols),
         *ohe,
@@ -329,7 +333,8 @@ def prepare_features(
     if len(keep) < len(all_names):
         stages_b.append(assemble.slicer_stage(keep, RAW_COL, KEPT_COL))
         vec = KEPT_COL
-    scaler = scale.scaler_stage(spec.scale, vec, SCALED_COL, c.relative_error)
+    to_scale = Pipeline(stages=stages_b).fit(raw).transform(raw) if stages_b else raw
+    scaler = scale.fit_scaler(spec.scale, to_scale, vec, SCALED_COL, [id_col], c.relative_error)
     if scaler is not None:
         stages_b.append(scaler)
         vec = SCALED_COL
