@@ -71,22 +71,42 @@ def normal(seed: int, name: str, *cols: Column | str) -> Column:
 ROWS_PER_PARTITION = 50_000
 
 
+def _hashable(df: DataFrame, col: str) -> Column:
+    """``col`` as hashed for a layout: doubles and vectors at single precision (:func:`single`),
+    so that a reduction's last-bit noise (PCA's and UMAP's sums) leaves the layout unchanged."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, DoubleType, FloatType
+
+    kind = df.schema[col].dataType
+    if isinstance(kind, VectorUDT):
+        return single_array(vector_to_array(F.col(col)))
+    if isinstance(kind, ArrayType) and isinstance(kind.elementType, (DoubleType, FloatType)):
+        return single_array(col)
+    if isinstance(kind, DoubleType):
+        return single(col)
+    return F.col(col)
+
+
 def canonical_layout(df: DataFrame, cols: list[str], n_rows: int | None = None) -> DataFrame:
     """The rows of ``df`` in partitions and an order that depend only on their content.
 
     MLlib's KMeans (k-means||) and GaussianMixture draw their initial centres with per-partition
     generators seeded by the partition index, so their result follows the input's layout: the
     number of files, the cluster, the row order. Here the rows are hash-partitioned into
-    ``ceil(n_rows / ROWS_PER_PARTITION)`` partitions by a hash of ``cols`` and sorted within
-    each by two such hashes: a fixed seed then gives the same model everywhere. It costs one
-    shuffle of ``cols``.
+    ``ceil(n_rows / ROWS_PER_PARTITION)`` partitions by a hash of ``cols`` (doubles and vectors at
+    single precision) and sorted within each by two such hashes: a fixed seed then gives the
+    same model everywhere, also when an upstream reduction moved the last bits of the features.
+    It costs one shuffle of ``cols``.
     """
     from pyspark.sql import functions as F
 
     n = df.count() if n_rows is None else n_rows
     parts = max(1, math.ceil(n / ROWS_PER_PARTITION))
-    keyed = df.withColumn("__layout1", F.xxhash64(F.lit("layout.1"), *cols)).withColumn(
-        "__layout2", F.xxhash64(F.lit("layout.2"), *cols)
+    hashed = [_hashable(df, c) for c in cols]
+    keyed = df.withColumn("__layout1", F.xxhash64(F.lit("layout.1"), *hashed)).withColumn(
+        "__layout2", F.xxhash64(F.lit("layout.2"), *hashed)
     )
     return (
         keyed.repartition(parts, "__layout1")
