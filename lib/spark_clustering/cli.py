@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "spark_clustering.jobs.sweep",
     "score": "spark_clustering.jobs.score",
     "leaderboard": "spark_clustering.jobs.leaderboard",
+    "transitions": "spark_clustering.jobs.transitions",
     "emr": "spark_clustering.jobs.emr",
 }
 

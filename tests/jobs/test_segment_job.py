@@ -63,8 +63,11 @@ def test_outputs(spark, data):
     _, out, _, truth = data
     table = read_assignments(spark, str(out))
     assert table.columns == [
-        "customer_id", "cluster", "is_noise", "is_core", "run_id", "model_version", "run_date"
+        "customer_id", "cluster", "segment_id", "is_noise", "is_core", "run_id", "model_version",
+        "run_date",
     ]  # fmt: skip
+    # the first run under this output: segment id = cluster id
+    assert all(r["segment_id"] == r["cluster"] for r in table.collect())
     rows = table.collect()
     assert len(rows) == 3 * N_PER
     assert {str(r["run_date"]) for r in rows} == {D1}

@@ -76,6 +76,45 @@ MAX_TRANSACTIONS = 999  # per customer; transaction ids are customer_id * 1000 +
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A later snapshot of the same customer base (``number`` periods after the first).
+
+    Customers keep their segment, spend level, favourite category and channel, country and the
+    start of their tenure, and their history up to the base's end date; a cumulative ``churn``
+    share of them is lost per period (lost once, lost for good) and ``arrivals`` x the base
+    customers are new per period (ids after the base's, a history within the periods since).
+    Each period adds transactions to the customers still there, at the pace of their own
+    history, dated within the period. ``shift_segment`` names a segment whose customers spend
+    ``shift_factor`` times more in this snapshot, history included (a behaviour shift).
+    Snapshot 0 is the base data, identical to what the generator always wrote.
+    """
+
+    number: int = 0
+    churn: float = 0.05
+    arrivals: float = 0.05
+    period_days: int = 30
+    shift_segment: str | None = None
+    shift_factor: float = 3.0
+
+    def check(self) -> None:
+        if self.number < 0:
+            raise ValueError(f"snapshot={self.number}; accepted: an integer >= 0")
+        for name in ("churn", "arrivals"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name}={value}; accepted: 0 <= {name} < 1")
+        if self.period_days < 1:
+            raise ValueError(f"period_days={self.period_days}; accepted: >= 1")
+        names = [x.name for x in SEGMENTS]
+        if self.shift_segment is not None and self.shift_segment not in names:
+            raise ValueError(
+                f"shift_segment={self.shift_segment!r}; accepted: one of {', '.join(names)}"
+            )
+        if not (self.shift_factor > 0 and math.isfinite(self.shift_factor)):
+            raise ValueError(f"shift_factor={self.shift_factor}; accepted: a number > 0")
+
+
+@dataclass(frozen=True)
 class GeneratedData:
     """Where :func:`generate_transactions` wrote its tables."""
 
@@ -127,6 +166,63 @@ def _param(seg: Column, values: list[float]) -> Column:
     return F.element_at(F.array(*[F.lit(float(v)) for v in values]), seg + 1)
 
 
+def _transactions(
+    tx: DataFrame,
+    s: int,
+    salt: str,
+    key: tuple[Column, ...],
+    epoch_seconds: Column,
+    transaction_id: Column,
+    missing_rate: float,
+    outlier_rate: float,
+) -> DataFrame:
+    """Transactions of the customers' rows in ``tx``: amount, category and channel drawn from
+    hashes of ``key`` (names suffixed by ``salt``), dated at ``epoch_seconds``."""
+    from pyspark.sql import functions as F
+
+    seg, cid = F.col("segment"), F.col("customer_id")
+    tx = tx.select(
+        "*",
+        _normal(s, "amount" + salt, *key).alias("_z_amount"),
+        _uniform(s, "tail" + salt, *key).alias("_u_tail"),
+        _uniform(s, "pareto" + salt, *key).alias("_u_pareto"),
+        _uniform(s, "bad_amount" + salt, *key).alias("_u_bad"),
+        _uniform(s, "use_fav_cat" + salt, *key).alias("_u_use_fav"),
+        _uniform(s, "cat" + salt, *key).alias("_u_cat"),
+        _uniform(s, "chan" + salt, *key).alias("_u_chan"),
+        _uniform(s, "chan2" + salt, *key).alias("_u_chan2"),
+    )
+    sigma = _param(seg, [x.amount_sigma for x in SEGMENTS])
+    # Log-normal around the customer's level, with a Pareto tail (alpha 1.5) on 3% of rows.
+    tail = F.when(F.col("_u_tail") < 0.03, F.pow(F.col("_u_pareto"), -1.0 / 1.5)).otherwise(1.0)
+    tx = tx.withColumn("_amount", F.col("level") * F.exp(sigma * F.col("_z_amount")) * tail)
+    amount, u_bad = F.col("_amount"), F.col("_u_bad")
+    amount = (
+        F.when(u_bad < missing_rate / 2, F.lit(None))
+        .when(u_bad < missing_rate / 2 + outlier_rate / 2, amount * 100.0)
+        .when(u_bad < missing_rate / 2 + outlier_rate, -amount)
+        .otherwise(amount)
+    )
+    category = F.when(F.col("_u_use_fav") < 0.7, F.col("fav_cat")).otherwise(
+        _pick_per_segment(seg, F.col("_u_cat"), CATEGORIES, "category")
+    )
+    u_chan = F.col("_u_chan")
+    channel = (
+        F.when(u_chan < missing_rate, F.lit(None))
+        .when(u_chan < 0.8, F.col("fav_chan"))
+        .otherwise(_pick_per_segment(seg, F.col("_u_chan2"), CHANNELS, "channel"))
+    )
+    return tx.select(
+        transaction_id.alias("transaction_id"),
+        cid.alias("customer_id"),
+        F.timestamp_seconds(epoch_seconds).alias("timestamp"),
+        F.round(amount, 2).cast("double").alias("amount"),
+        channel.cast("string").alias("channel"),
+        category.cast("string").alias("category"),
+        F.col("country"),
+    )
+
+
 def transactions_frame(
     spark: SparkSession,
     customers: int,
@@ -135,8 +231,10 @@ def transactions_frame(
     missing_rate: float = 0.01,
     outlier_rate: float = 0.002,
     partitions: int | None = None,
+    snapshot: Snapshot | None = None,
 ) -> tuple[DataFrame, DataFrame]:
-    """The (lazy) transactions and true-segment DataFrames for ``customers`` customers.
+    """The (lazy) transactions and true-segment DataFrames for ``customers`` customers (the
+    base; a later ``snapshot`` loses and adds some, see :class:`Snapshot`).
 
     Columns of the transactions: ``transaction_id`` (long), ``customer_id`` (long),
     ``timestamp`` (timestamp, UTC), ``amount`` (double; a few null, negative or x100),
@@ -150,10 +248,13 @@ def transactions_frame(
     for name, rate in (("missing_rate", missing_rate), ("outlier_rate", outlier_rate)):
         if not 0.0 <= rate < 0.5:
             raise ValueError(f"{name}={rate} is not valid; accepted: 0 <= {name} < 0.5")
+    snap = snapshot or Snapshot()
+    snap.check()
     if partitions is None:
         partitions = max(spark.sparkContext.defaultParallelism, math.ceil(customers / 100_000))
     s = seed
     cid = F.col("customer_id")
+    arrived = round(snap.arrivals * customers * snap.number)
     weights = [seg.weight for seg in SEGMENTS]
     cum = [sum(weights[: i + 1]) / sum(weights) for i in range(len(weights))]
     u_seg = _uniform(s, "segment", cid)
@@ -162,23 +263,32 @@ def transactions_frame(
         seg_expr = seg_expr.when(u_seg < c, F.lit(i))
     seg_expr = seg_expr.otherwise(F.lit(len(SEGMENTS) - 1))
 
-    base = spark.range(0, customers, numPartitions=partitions).select(
+    base = spark.range(0, customers + arrived, numPartitions=partitions).select(
         (F.col("id") + 1).alias("customer_id")
     )
+    if snap.number > 0:  # lost: a draw under the cumulative churn (lost once, lost for good)
+        lost = (cid <= customers) & (_uniform(s, "lost", cid) < snap.churn * snap.number)
+        base = base.where(~lost)
     cust = base.withColumn("segment", seg_expr.cast("int"))
     seg = F.col("segment")
     tx_mean = _param(seg, [x.tx_mean for x in SEGMENTS])
-    n_tx = F.least(
-        F.lit(MAX_TRANSACTIONS),
-        1 + F.floor(-F.log(_uniform(s, "n_tx", cid)) * (tx_mean - 1.0)).cast("int"),
-    )
+    lo = _param(seg, [x.tenure_range[0] for x in SEGMENTS])
+    hi = _param(seg, [x.tenure_range[1] for x in SEGMENTS])
+    aged = float(snap.period_days * snap.number)
+    new = cid > customers  # arrived after the base: a history within the periods since
+    base_tenure = lo + (hi - lo) * _uniform(s, "tenure", cid)
+    tenure = F.when(new, F.lit(aged) * _uniform(s, "arrival", cid)).otherwise(base_tenure)
+    n_base = 1 + F.floor(-F.log(_uniform(s, "n_tx", cid)) * (tx_mean - 1.0))
+    # a new customer buys at the pace of the segment's typical customer, over a short tenure
+    n_new = 1 + F.floor(n_base * tenure / ((lo + hi) / 2.0))
+    n_tx = F.least(F.lit(MAX_TRANSACTIONS), F.when(new, n_new).otherwise(n_base).cast("int"))
     level = F.exp(
         F.log(_param(seg, [x.amount_median for x in SEGMENTS]))
         + _param(seg, [x.level_sigma for x in SEGMENTS]) * _normal(s, "level", cid)
     )
-    lo = _param(seg, [x.tenure_range[0] for x in SEGMENTS])
-    hi = _param(seg, [x.tenure_range[1] for x in SEGMENTS])
-    tenure = lo + (hi - lo) * _uniform(s, "tenure", cid)
+    if snap.shift_segment is not None:
+        shifted = [x.name for x in SEGMENTS].index(snap.shift_segment)
+        level = F.when(seg == shifted, level * snap.shift_factor).otherwise(level)
     recency = F.least(
         tenure,
         -F.log(_uniform(s, "recency", cid)) * _param(seg, [x.recency_scale for x in SEGMENTS]),
@@ -203,58 +313,47 @@ def transactions_frame(
         _pick_per_segment(seg, F.col("_u_chan"), CHANNELS, "channel").alias("fav_chan"),
         country.cast("string").alias("country"),
     )
+    base_end = F.unix_timestamp(F.lit(END_DATE).cast("timestamp"))
+    day = 86400.0
 
+    # The history up to the base's end date (a new customer's: up to this snapshot's end).
     tx = cust.select("*", F.explode(F.sequence(F.lit(1), F.col("n_tx"))).alias("tx_index"))
     idx = F.col("tx_index")
-    tx = tx.select(
-        "*",
-        _uniform(s, "when", cid, idx).alias("_u_when"),
-        _normal(s, "amount", cid, idx).alias("_z_amount"),
-        _uniform(s, "tail", cid, idx).alias("_u_tail"),
-        _uniform(s, "pareto", cid, idx).alias("_u_pareto"),
-        _uniform(s, "bad_amount", cid, idx).alias("_u_bad"),
-        _uniform(s, "use_fav_cat", cid, idx).alias("_u_use_fav"),
-        _uniform(s, "cat", cid, idx).alias("_u_cat"),
-        _uniform(s, "chan", cid, idx).alias("_u_chan"),
-        _uniform(s, "chan2", cid, idx).alias("_u_chan2"),
-    )
-    end = F.unix_timestamp(F.lit(END_DATE).cast("timestamp"))
     # The first transaction sits at the start of the tenure, the last at the recency.
     days_ago = (
         F.when(idx == 1, F.col("tenure"))
         .when(idx == F.col("n_tx"), F.col("recency"))
-        .otherwise(F.col("recency") + (F.col("tenure") - F.col("recency")) * F.col("_u_when"))
+        .otherwise(
+            F.col("recency") + (F.col("tenure") - F.col("recency")) * _uniform(s, "when", cid, idx)
+        )
     )
-    timestamp = F.timestamp_seconds(end - F.round(days_ago * 86400.0).cast("long"))
-    sigma = _param(seg, [x.amount_sigma for x in SEGMENTS])
-    # Log-normal around the customer's level, with a Pareto tail (alpha 1.5) on 3% of rows.
-    tail = F.when(F.col("_u_tail") < 0.03, F.pow(F.col("_u_pareto"), -1.0 / 1.5)).otherwise(1.0)
-    tx = tx.withColumn("_amount", F.col("level") * F.exp(sigma * F.col("_z_amount")) * tail)
-    amount, u_bad = F.col("_amount"), F.col("_u_bad")
-    amount = (
-        F.when(u_bad < missing_rate / 2, F.lit(None))
-        .when(u_bad < missing_rate / 2 + outlier_rate / 2, amount * 100.0)
-        .when(u_bad < missing_rate / 2 + outlier_rate, -amount)
-        .otherwise(amount)
-    )
-    category = F.when(F.col("_u_use_fav") < 0.7, F.col("fav_cat")).otherwise(
-        _pick_per_segment(seg, F.col("_u_cat"), CATEGORIES, "category")
-    )
-    u_chan = F.col("_u_chan")
-    channel = (
-        F.when(u_chan < missing_rate, F.lit(None))
-        .when(u_chan < 0.8, F.col("fav_chan"))
-        .otherwise(_pick_per_segment(seg, F.col("_u_chan2"), CHANNELS, "channel"))
-    )
-    transactions = tx.select(
-        (cid * 1000 + idx).cast("long").alias("transaction_id"),
-        cid.alias("customer_id"),
-        timestamp.alias("timestamp"),
-        F.round(amount, 2).cast("double").alias("amount"),
-        channel.cast("string").alias("channel"),
-        category.cast("string").alias("category"),
-        F.col("country"),
-    )
+    end = base_end + F.when(new, F.lit(int(aged * day))).otherwise(F.lit(0))
+    history = _transactions(
+        tx, s, "", (cid, idx), end - F.round(days_ago * day).cast("long"),
+        (cid * 1000 + idx).cast("long"), missing_rate, outlier_rate,
+    )  # fmt: skip
+    frames = [history]
+    # Each later period adds transactions to the customers of the base still there, at the
+    # pace of their own history, dated within the period.
+    for period in range(1, snap.number + 1):
+        past = (F.col("n_tx") - 1).cast("double")
+        pace = past / F.greatest(F.col("tenure"), F.lit(1.0))
+        expected = F.greatest(pace, F.lit(0.01)) * float(snap.period_days)
+        u_n = _uniform(s, f"period_n@{period}", cid)
+        n_p = F.least(F.lit(MAX_TRANSACTIONS), F.floor(-F.log(u_n) * expected).cast("int"))
+        extra = cust.where(~new).withColumn("_n_p", n_p).where(F.col("_n_p") > 0)
+        extra = extra.select("*", F.explode(F.sequence(F.lit(1), F.col("_n_p"))).alias("_j"))
+        j = F.col("_j")
+        start = base_end + int((period - 1) * snap.period_days * day)
+        when = _uniform(s, f"when@{period}", cid, j) * (snap.period_days * day)
+        ids = (F.lit(period * 10**12) + cid * 1000 + j).cast("long")
+        dated = start + F.round(when).cast("long")
+        frames.append(
+            _transactions(extra, s, f"@{period}", (cid, j), dated, ids, missing_rate, outlier_rate)
+        )
+    transactions = frames[0]
+    for frame in frames[1:]:
+        transactions = transactions.unionByName(frame)
     names = F.element_at(F.array(*[F.lit(x.name) for x in SEGMENTS]), seg + 1)
     segments = cust.select("customer_id", seg.alias("segment"), names.alias("segment_name"))
     return transactions, segments
@@ -269,6 +368,7 @@ def generate_transactions(
     missing_rate: float = 0.01,
     outlier_rate: float = 0.002,
     partitions: int | None = None,
+    snapshot: Snapshot | None = None,
 ) -> GeneratedData:
     """Write ``output/transactions`` and ``output/segments`` (Parquet), atomically.
 
@@ -287,6 +387,8 @@ def generate_transactions(
     partitions : int, optional
         Partitions of ``spark.range`` (default: the default parallelism, at least one per
         100,000 customers). Does not change the data, only the number of files.
+    snapshot : Snapshot, optional
+        A later snapshot of the same customers (:class:`Snapshot`); default the base data.
 
     Examples
     --------
@@ -303,6 +405,7 @@ def generate_transactions(
         missing_rate=missing_rate,
         outlier_rate=outlier_rate,
         partitions=partitions,
+        snapshot=snapshot,
     )
     with atomic_output(spark, output) as tmp:
         transactions.write.mode("overwrite").parquet(f"{tmp}/transactions")

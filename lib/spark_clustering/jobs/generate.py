@@ -33,22 +33,55 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="output directory (any Hadoop path)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--partitions", type=int, default=None, help="partitions of spark.range")
+    p.add_argument(
+        "--snapshot",
+        type=int,
+        default=0,
+        help="a later snapshot of the same customers: periods after the base (0)",
+    )
+    p.add_argument(
+        "--churn",
+        type=float,
+        default=0.05,
+        help="share of the base customers lost per period (default 0.05)",
+    )
+    p.add_argument(
+        "--arrivals",
+        type=float,
+        default=0.05,
+        help="new customers per period, as a share of the base (default 0.05)",
+    )
+    p.add_argument("--period-days", type=int, default=30, help="days per period (default 30)")
+    p.add_argument(
+        "--shift-segment",
+        default=None,
+        help="latent segment whose customers spend --shift-factor times more",
+    )
+    p.add_argument("--shift-factor", type=float, default=3.0)  # fmt: skip
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command; returns the exit code (2 on bad arguments)."""
-    from spark_clustering.features.generate import generate_transactions
+    from spark_clustering.features.generate import Snapshot, generate_transactions
     from spark_clustering.jobs.entry import start_spark
 
     if args.customers < 1:
         print(f"error: --customers={args.customers}; accepted: >= 1", file=sys.stderr)
         return 2
+    snapshot = Snapshot(args.snapshot, args.churn, args.arrivals, args.period_days,
+                        args.shift_segment, args.shift_factor)  # fmt: skip
+    try:
+        snapshot.check()
+    except ValueError as exc:
+        print(f"error: generate: {exc}", file=sys.stderr)
+        return 2
     spark = start_spark("spark-clustering-generate", master=args.master, gpu="off")
     start = time.perf_counter()
     out = generate_transactions(
-        spark, args.customers, args.output, seed=args.seed, partitions=args.partitions
-    )
+        spark, args.customers, args.output, seed=args.seed, partitions=args.partitions,
+        snapshot=snapshot,
+    )  # fmt: skip
     log.info(
         "wrote %s and %s in %.1f s", out.transactions, out.segments, time.perf_counter() - start
     )

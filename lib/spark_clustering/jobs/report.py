@@ -1,8 +1,9 @@
 """The ``segment`` job's self-contained HTML report: one file, charts embedded as base64 PNG.
 
-Sections: run (ids, config), metrics, cluster sizes, per-cluster profiles of the original
-features (mean and median, so a business user can name the segments), the k-distance graph and
-a scatter of a sample of the reduced data coloured by cluster. No Spark here.
+Sections: run (ids, config), metrics, cluster sizes, segment identities (ids and names kept
+from the previous run, lineage), transitions since the previous run, per-cluster profiles of the
+original features (mean and median, so a business user can name the segments), the k-distance
+graph and a scatter of a sample of the reduced data coloured by cluster. No Spark here.
 """
 
 from __future__ import annotations
@@ -53,6 +54,68 @@ def _label(cluster: int, size: int) -> str:
     return f"{'noise' if cluster == -1 else f'cluster {cluster}'} ({size})"
 
 
+def _segments(summary: dict[str, Any]) -> str:
+    """Segment ids and names per cluster, how they were matched, and the lineage events."""
+    record = summary.get("segments")
+    if not record:
+        return "<p>No segment ids (a run from before segment identities).</p>"
+    prev = record.get("previous")
+    how = {
+        "first": "first run under this output: segment id = cluster id",
+        "overlap": "matched by customer overlap (Jaccard index, optimal one-to-one assignment)",
+        "profile": "matched by the distance between segment profiles (in standard deviations)",
+        "off": "matching off ([segments].match): new ids",
+    }[record["method"]]
+    since = (
+        f"previous run {html.escape(prev['run_date'])} ({html.escape(prev['run_id'][:8])}); "
+        if prev
+        else ""
+    )
+    sizes = summary.get("cluster_sizes", {})
+    rows = []
+    for s in record["segments"]:
+        figure = s.get("jaccard", s.get("distance", ""))
+        rows.append([s["segment_id"], s["name"], s["cluster"], sizes.get(str(s["cluster"]),
+                     sizes.get(s["cluster"], "")), s["status"], figure])  # fmt: skip
+    table = _table(["segment", "name", "cluster", "customers", "status", "match figure"], rows)
+    events = [e for e in record.get("events", []) if e["event"] != "kept"]
+    lines = []
+    for e in events:
+        parts = e.get("from") or e.get("into") or []
+        linked = ", ".join(f"segment {p['segment_id']} ({p['share']:.0%})" for p in parts)
+        word = {"new": "new", "split": "split from", "retired": "retired", "merged": "merged into"}
+        text = f"segment {e['segment_id']}: {word[e['event']]}"
+        if linked:
+            text += f" {linked}" if e["event"] in ("split", "merged") else f" (from {linked})"
+        lines.append(f"<li>{html.escape(text)}</li>")
+    lineage = f"<ul>{''.join(lines)}</ul>" if lines else "<p>No splits, merges or new segments.</p>"
+    return f"<p>{since}{html.escape(how)}.</p>{table}<h3>Lineage</h3>{lineage}"
+
+
+def _transitions(summary: dict[str, Any]) -> str:
+    """The transition matrix, each cell shaded by its share of the row."""
+    from .identity import transition_matrix
+
+    moves = summary.get("transitions")
+    if not moves:
+        return "<p>No previous run under this output to compare with.</p>"
+    row_labels, col_labels, grid = transition_matrix(moves["rows"])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["from \\ to", *col_labels, "total"])
+    body = []
+    for label, line in zip(row_labels, grid, strict=True):
+        total = max(sum(line), 1)
+        cells = "".join(
+            f'<td style="background: rgba(31, 119, 180, {v / total:.2f})">{v}</td>' for v in line
+        )
+        body.append(f"<tr><td>{html.escape(label)}</td>{cells}<td>{sum(line)}</td></tr>")
+    return (
+        f"<p>Customers from {html.escape(moves['from_run_date'])} (rows) to "
+        f"{html.escape(moves['to_run_date'])} (columns); new: not in the earlier run, lost: not "
+        f"in this one; shading: share of the row.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
 def render_report(summary: dict[str, Any], local_dir: str) -> str:
     """The HTML text of the report of ``summary``; PNGs are read from ``local_dir``."""
     metrics = summary.get("metrics", {})
@@ -96,6 +159,10 @@ img {{ max-width: 48%; margin-right: 1%; }}
             [[_label(int(c), n).split(" (")[0], n, n / total] for c, n in sizes.items()],
         )
     }
+<h2>Segment identities</h2>
+{_segments(summary)}
+<h2>Transitions since the previous run</h2>
+{_transitions(summary)}
 <h2>Segment profiles (original features)</h2>
 {_profiles(summary)}
 <h2>Charts</h2>

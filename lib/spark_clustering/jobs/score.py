@@ -108,7 +108,9 @@ def run_score(
     ...           "s3://b/segments/assignments", run_date="2026-12-01")  # doctest: +SKIP
     """
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
+    from .identity import ids_of, segment_column
     from .io import atomic_output
     from .pipeline import apply_pipeline, assignments, load_pipeline, write_json
     from .segment_config import check_run_date
@@ -128,6 +130,12 @@ def run_score(
             clustered = apply_pipeline(spark, root, meta, features)
             version = meta["model_version"]
             assigned = assignments(clustered, id_col, meta["clusterer"], run_id, version)
+            # the fitted run's segment ids (a model from before segment ids: the cluster id)
+            record = _segments_record(spark, root)
+            ids = segment_column(ids_of(record)) if record else F.col("cluster")
+            rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
+            assigned = assigned.select(id_col, "cluster", ids.cast("int").alias("segment_id"),
+                                       *rest)  # fmt: skip
             assigned = assigned.persist(StorageLevel.MEMORY_AND_DISK)
             info["rows"] = assigned.count()
         counts = assigned.groupBy("cluster").count().collect()
@@ -162,6 +170,18 @@ def run_score(
         target,
     )
     return summary
+
+
+def _segments_record(spark: SparkSession, model_dir: str) -> dict[str, Any] | None:
+    """The ``segments.json`` saved with a segment run's model, or None (older models)."""
+    import json
+
+    from .identity import FILE
+    from .io import path_exists
+    from .pipeline import read_text
+
+    path = f"{model_dir}/{FILE}"
+    return dict(json.loads(read_text(spark, path))) if path_exists(spark, path) else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -33,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..sampling import uniform
+from . import identity
 from .entry import guarded, job_main
 from .faults import fault_point
+from .identity import ids_of, segment_column, transition_counts, transition_rows
 from .lock import WriterLock
 from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
 from .publish import clean, lock_path, publish, run_outputs
@@ -162,6 +165,54 @@ def _profile_source(features: DataFrame, id_col: str, prepared: Any) -> tuple[Da
     arr = as_array(features, "features")  # a vector or an array<double> column
     cols = [arr[i].alias(n) for i, n in enumerate(names)]
     return features.select(id_col, *cols), names
+
+
+class _Persisted:
+    """A persisted DataFrame released with the run's other cached work."""
+
+    def __init__(self, df: DataFrame) -> None:
+        self.df = df
+
+    def release(self) -> None:
+        self.df.unpersist()
+
+
+def _segment_ids(
+    spark: SparkSession,
+    config: SegmentConfig,
+    assigned: DataFrame,
+    id_col: str,
+    summary: Mapping[str, Any],
+    profile_source: Callable[[], tuple[DataFrame, list[str]]],
+) -> tuple[dict[str, Any], DataFrame | None]:
+    """This run's ``segments.json`` record (:mod:`.identity`) and the previous run's
+    assignments with their segment ids (None for the first run under the output root)."""
+    settings = config.segments
+    clusters = [int(c) for c in summary["cluster_sizes"]]
+    before_run = identity.previous_run(spark, config.output_path.rstrip("/"), config.run_date)
+    if before_run is None:
+        return identity.assign_ids(clusters, None, settings), None
+    previous = identity.load_previous(spark, before_run)
+    before = identity.segment_assignments(spark, before_run)
+    overlap = identity.overlap_counts(assigned, before, id_col) if settings.match != "off" else {}
+    customers = int(summary["customers"])
+    by_profile = settings.match == "profile" or (
+        settings.match == "auto" and sum(overlap.values()) < settings.min_common * customers
+    )
+    profiles = scale = None
+    if by_profile and summary.get("profiles"):
+        profiles = {int(p["cluster"]): p["mean"] for p in summary["profiles"]}
+        source, names = profile_source()
+        scale = identity.feature_scale(source, names)
+    record = identity.assign_ids(clusters, previous, settings, overlap=overlap,
+                                 customers=customers, profiles=profiles,
+                                 scale=scale)  # fmt: skip
+    log.info(
+        "segment: %s matched to %s by %s: %s",
+        config.run_date, previous.run_date, record["method"],
+        ", ".join(f"{v} {k}" for k, v in record["counts"].items()),
+    )  # fmt: skip
+    return record, before
 
 
 def cluster_profiles(
@@ -534,6 +585,27 @@ def _segment_locked(
                     summary["profiles"] = cluster_profiles(clustered, source, names, id_col)
                     summary["profile_features"] = names
                     info["rows"] = len(summary["profiles"])
+            with stages.stage("segment ids") as info:
+                record, before = _segment_ids(spark, config, assigned, id_col, summary,
+                                              lambda: _profile_source(inputs.features, id_col,
+                                                                      prepared))  # fmt: skip
+                rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
+                assigned = assigned.select(id_col, "cluster",
+                                           segment_column(ids_of(record)).alias("segment_id"),
+                                           *rest)  # fmt: skip
+                summary["segments"] = record
+                trial.log_metrics({f"segments_{k}": v for k, v in record["counts"].items()})
+                info["rows"] = len(record["segments"])
+            if before is not None:
+                with stages.stage("transitions") as info:
+                    moves = transition_counts(before, assigned, id_col).persist()
+                    owned.append(_Persisted(moves))
+                    summary["transitions"] = {
+                        "from_run_date": record["previous"]["run_date"],
+                        "to_run_date": config.run_date,
+                        "rows": transition_rows(moves),
+                    }
+                    info["rows"] = len(summary["transitions"]["rows"])
             with stages.stage("scatter") as info:
                 _scatter_png(clustered, work_col, config.scatter_sample, n, config.eval_seed,
                              os.path.join(local, "scatter.png"))  # fmt: skip
@@ -561,10 +633,13 @@ def _segment_locked(
                 if reducer_model is not None:
                     reducer_model.write().overwrite().save(f"{run.model}/reducer")
                 clusterer_model.write().overwrite().save(f"{run.model}/clusterer")
+                write_json(spark, summary["segments"], run.model, identity.FILE)
                 write_json(spark, meta, run.model, PIPELINE_FILE)
             with stages.stage("write assignments") as info:
                 assigned.write.mode("overwrite").parquet(run.assignments)
                 info["rows"] = n
+                if "transitions" in summary:
+                    moves.coalesce(1).write.mode("overwrite").parquet(f"{run.path}/transitions")
             summary["stages"] = {"seconds": stages.timings, "rows": stages.rows}
             with stages.stage("write report"):
                 # the copy sent to the tracking store can only say what was recorded so far
@@ -574,6 +649,10 @@ def _segment_locked(
                 for name in ("report.html", "summary.json", "k_distance.png", "scatter.png"):
                     if os.path.exists(os.path.join(local, name)):
                         trial.log_artifact(os.path.join(local, name))
+                with tempfile.TemporaryDirectory(prefix="sc-segments-") as extra:
+                    with open(os.path.join(extra, identity.FILE), "w") as fh:
+                        json.dump(summary["segments"], fh, indent=2)
+                    trial.log_artifact(os.path.join(extra, identity.FILE))
                 trial.log_output("assignments", paths["assignments"])
                 trial.log_output("model", paths["model"])
                 trial.log_output("report", f"{paths['run']}/report.html")

@@ -21,6 +21,7 @@ from typing import Any
 import tomllib
 
 from ..base import ProblemsError
+from .identity import MatchSettings, check_settings
 from .io import is_local, local_path
 
 REDUCERS = ("none", "pca", "umap")
@@ -115,6 +116,8 @@ class SegmentConfig:
     profile: bool = True
     #: slot names of the features vector kept (``[input].select``); None keeps them all
     select: tuple[str, ...] | None = None
+    #: how segment ids are carried over from the previous run (``[segments]``)
+    segments: MatchSettings = field(default_factory=MatchSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -123,7 +126,9 @@ class SegmentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as logged to the trial and the run summary."""
-        return {k: v for k, v in self.__dict__.items() if k != "raw"}
+        out = {k: v for k, v in self.__dict__.items() if k != "raw"}
+        out["segments"] = self.segments.to_dict()
+        return out
 
 
 def _type_name(kinds: tuple[type, ...]) -> str:
@@ -261,10 +266,12 @@ def parse_config(
     relative to the current directory.
     """
     problems: list[str] = []
-    allowed_top = {**_TOP, **{k: (dict,) for k in _TABLES}}
+    allowed_top = {**_TOP, **{k: (dict,) for k in _TABLES}, "segments": (dict,)}
     top = _check_keys(problems, "config", data, allowed_top)
     tables = {name: _check_keys(problems, f"[{name}]", top.get(name, {}), _TABLES[name])
               for name in _TABLES}  # fmt: skip
+    segments, segment_problems = check_settings(top.get("segments") or {})
+    problems += segment_problems
 
     def resolve(path: str) -> str:
         relative = base_dir is not None and is_local(path) and not os.path.isabs(local_path(path))
@@ -369,6 +376,7 @@ def parse_config(
         scatter_sample=out.get("scatter_sample", 2000),
         profile=out.get("profile", True),
         select=select,
+        segments=segments,
         raw=dict(data),
     )
 
