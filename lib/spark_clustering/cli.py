@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "score": "spark_clustering.jobs.score",
     "leaderboard": "spark_clustering.jobs.leaderboard",
     "transitions": "spark_clustering.jobs.transitions",
+    "history": "spark_clustering.jobs.history",
     "emr": "spark_clustering.jobs.emr",
 }
 

@@ -47,8 +47,10 @@ def fitted(spark, tmp_path_factory):
 def test_scores_new_customers_into_existing_segments(spark, fitted):
     root, out, new, (x, train_labels), new_points = fitted
     table = root / "scored"
+    # 30 customers at the blob centres and two far away are not the fitted distribution:
+    # scored all the same, and flagged as drift (exit code 3, see test_segment_identity_job)
     assert main(["--model", str(out), "--input", new, "--output", str(table),
-                 "--run-date", DATE]) == 0  # fmt: skip
+                 "--run-date", DATE]) == 3  # fmt: skip
     rows = spark.read.parquet(str(table)).collect()
     assert len(rows) == len(new_points)
     assert {str(r["run_date"]) for r in rows} == {DATE}
@@ -66,6 +68,8 @@ def test_scores_new_customers_into_existing_segments(spark, fitted):
             assert r["cluster"] == nearest != -1, r
     summary = json.loads((table / f"run_date={DATE}" / "_score_summary.json").read_text())
     assert summary["customers"] == len(new_points) and summary["n_noise"] == 2
+    assert summary["drift"]["drifted"] and summary["drift"]["psi"]["recency"] > 0.25
+    assert all(r["segment_id"] == r["cluster"] for r in rows)  # the first run's ids
 
 
 def test_rerun_is_idempotent(spark, fitted):
@@ -73,7 +77,8 @@ def test_rerun_is_idempotent(spark, fitted):
     table = root / "rerun"
     # a run date's folder names its published run's model
     date_dir = str(out / "runs" / "run_date=2026-11-01")
-    args = ["--model", date_dir, "--input", new, "--output", str(table), "--run-date", DATE]
+    args = ["--model", date_dir, "--input", new, "--output", str(table), "--run-date", DATE,
+            "--no-drift-check"]  # fmt: skip
     assert main(args) == 0
     first = spark.read.parquet(str(table)).drop("run_id").toPandas()
     assert main(args) == 0
@@ -85,6 +90,8 @@ def test_rerun_is_idempotent(spark, fitted):
         .equals(second.sort_values(key).reset_index(drop=True))
     )
     assert [p.name for p in table.iterdir()] == [f"run_date={DATE}"]
+    summary = json.loads((table / f"run_date={DATE}" / "_score_summary.json").read_text())
+    assert summary["drift"] == {"checked": False, "why": "off"}
 
 
 def test_bad_model_or_input_exits_non_zero(fitted, tmp_path, capsys):

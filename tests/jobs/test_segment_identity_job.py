@@ -193,3 +193,70 @@ def test_profiles_match_a_new_customer_base(spark, runs):
     assert ids_of(record) == {
         c: s for c, s in ids_of(_record(out, D2)).items()
     }  # the same clusters, the same ids
+
+
+def _score(model: str, data: Path, out: Path, capsys) -> tuple[int, dict, str]:
+    from spark_clustering.jobs.score import main as score
+
+    code = score(["--model", model, "--input", str(data / "transactions"), "--output", str(out),
+                  "--run-date", "2026-12-15", "--gpu", "off"])  # fmt: skip
+    summary = json.loads((out / "run_date=2026-12-15" / "_score_summary.json").read_text())
+    return code, summary, capsys.readouterr().out
+
+
+def test_scoring_the_fitted_customers_does_not_drift(spark, runs, capsys):
+    root, out = runs
+    model = current_run(None, str(out), D2).model
+    code, summary, printed = _score(model, root / "snapshot1", root / "scored-same", capsys)
+    assert code == 0 and "drift" not in printed.split("\n", 1)[-1]
+    found = summary["drift"]
+    assert found["drifted"] is False and found["reasons"] == []
+    assert max(found["psi"].values()) < 1e-9  # the very customers the model was fitted on
+    assert set(found["fit_psi"]) == {"distance"}
+    scored = pd.read_parquet(root / "scored-same" / "run_date=2026-12-15")
+    fitted = _assignments(out, D2)
+    merged = scored.merge(fitted, on="customer_id", suffixes=("", "_fit"))
+    assert len(merged) == len(fitted) and (merged.segment_id == merged.segment_id_fit).all()
+
+
+def test_a_shifted_segment_is_flagged_as_drift_and_still_scored(spark, runs, capsys):
+    root, out = runs
+    shifted = root / "shifted"
+    generate_transactions(spark, CUSTOMERS, str(shifted), seed=4,
+                          snapshot=Snapshot(1, shift_segment="family_regulars"))  # fmt: skip
+    model = current_run(None, str(out), D2).model
+    code, summary, printed = _score(model, shifted, root / "scored-shifted", capsys)
+    assert code == 3  # drift.EXIT_DRIFT: the assignments are written all the same
+    assert "score: drift: " in printed and "(exit code 3)" in printed
+    found = summary["drift"]
+    # a quarter of the customers spend three times more per basket: the basket drifts, and
+    # nothing else about them changed (same transactions, dates, categories)
+    assert found["drifted"] and found["reasons"][0].startswith("avg_basket: PSI ")
+    assert found["psi"]["avg_basket"] > 0.25 and found["psi"]["monetary"] > 0.01
+    assert found["psi"]["recency_days"] == found["psi"]["share_grocery"] == 0.0
+    assert len(pd.read_parquet(root / "scored-shifted" / "run_date=2026-12-15")) > 0.9 * CUSTOMERS
+
+
+def test_history_prints_the_timeline_with_drift_flags(runs, capsys):
+    from spark_clustering.cli import main as cli
+
+    root, out = runs
+    assert cli(["history", "--output", str(out), "--scored", str(root / "scored-shifted")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["segment", "name", D1, D2]
+    record = _record(out, D2)
+    for s in record["segments"]:  # every segment of D2, with its customers in D2
+        row = next(ln for ln in lines if ln.split()[0] == str(s["segment_id"]))
+        size = json.loads(Path(current_run(None, str(out), D2).summary).read_text())[
+            "cluster_sizes"
+        ][str(s["cluster"])]
+        assert str(size) in row.split()
+    assert any(ln.startswith("matched by") and "overlap" in ln for ln in lines)
+    scored = [ln for ln in lines if ln.startswith("scored 2026-12-15")]
+    assert len(scored) == 1 and "DRIFT: avg_basket: PSI" in scored[0]
+    # the report of each run links to the previous run's report, which exists
+    import re
+
+    report = Path(current_run(None, str(out), D2).report)
+    (link,) = re.findall(r'previous run <a href="([^"]+)"', report.read_text())
+    assert (report.parent / link).resolve() == Path(current_run(None, str(out), D1).report)

@@ -20,6 +20,7 @@ CRON = SCHEDULE / "score-weekly.cron"
 EVENTBRIDGE = SCHEDULE / "emr-score-schedule.json"
 POLICY = SCHEDULE / "scheduler-role-policy.json"
 TRUST = SCHEDULE / "scheduler-role-trust-policy.json"
+FAILED_RULE = SCHEDULE / "score-failed-rule.json"
 
 #: cron field -> (lowest, highest) value
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
@@ -127,6 +128,17 @@ def test_cron_line_is_valid_and_runs_the_score_job() -> None:
     assert ns.run_date == "2026-11-23"
     assert ns.model.startswith("s3://") and ns.output.endswith("/assignments")
     assert "2>&1" in words and "$(date +%F)" in words[words.index(">>") + 1]
+    # exit code 3 (drift) and only it triggers the re-fit, which the segment job's parser takes
+    refit = words.index("||")
+    assert words[refit - 6 : refit] == ["2>&1;", "[", "$?", "-ne", "3", "]"]
+    assert words[refit + 1] == "spark-submit"
+    segment = words[refit + 1 :]
+    script = next(w for w in segment if w.endswith(".py"))
+    assert script == "spark_jobs/segment_customers.py"
+    refit_args = segment[segment.index(script) + 1 : segment.index(">>")]
+    refit_args = [a.replace("$(date +%F)", "2026-11-23") for a in refit_args]
+    ns = parse_job_args("segment_customers.py", refit_args)
+    assert ns.config == "conf/segment.toml" and ns.run_date == "2026-11-23"
 
 
 def _schedule() -> dict[str, Any]:
@@ -187,3 +199,22 @@ def test_schedule_is_accepted_by_the_scheduler_api(aws_endpoint: str) -> None:
     assert stored["ScheduleExpression"] == schedule["ScheduleExpression"]
     assert stored["Target"]["Arn"] == schedule["Target"]["Arn"]
     assert json.loads(stored["Target"]["Input"]) == json.loads(schedule["Target"]["Input"])
+
+
+@pytest.mark.aws
+def test_failed_score_rule_matches_the_scheduled_step(aws_endpoint: str) -> None:
+    """EMR marks a step FAILED on any non-zero exit, drift's 3 included: the rule matches the
+    step the schedule adds, and the EventBridge API (moto's server) accepts it."""
+    import boto3
+
+    rule = json.loads(FAILED_RULE.read_text())
+    pattern = json.loads(rule["EventPattern"])
+    request = json.loads(_schedule()["Target"]["Input"])
+    (step,) = request["Steps"]
+    assert pattern["detail"]["name"] == [step["Name"]]
+    assert pattern["detail"]["state"] == ["FAILED"] and pattern["source"] == ["aws.emr"]
+    events = boto3.client("events", region_name="us-east-1", endpoint_url=aws_endpoint)
+    arn = events.put_rule(**rule)["RuleArn"]
+    assert arn.endswith(f"rule/{rule['Name']}")
+    stored = events.describe_rule(Name=rule["Name"])
+    assert json.loads(stored["EventPattern"]) == pattern

@@ -66,11 +66,13 @@ def _segments(summary: dict[str, Any]) -> str:
         "profile": "matched by the distance between segment profiles (in standard deviations)",
         "off": "matching off ([segments].match): new ids",
     }[record["method"]]
-    since = (
-        f"previous run {html.escape(prev['run_date'])} ({html.escape(prev['run_id'][:8])}); "
-        if prev
-        else ""
-    )
+    since = ""
+    if prev:  # runs/run_date=D/run-<id>/report.html, relative to this report in the same root
+        link = f"../../run_date={prev['run_date']}/run-{prev['run_id']}/report.html"
+        since = (
+            f'previous run <a href="{html.escape(link)}">{html.escape(prev["run_date"])} '
+            f"({html.escape(prev['run_id'][:8])})</a>; "
+        )
     sizes = summary.get("cluster_sizes", {})
     rows = []
     for s in record["segments"]:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .drift import EXIT_DRIFT, Thresholds
 from .entry import guarded, job_main
 from .pipeline import Stages
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,6 +61,22 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-date", default=None, help="partition to write (default: today, UTC)")
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's)")
     p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto", help="RAPIDS plugin")
+    p.add_argument(
+        "--drift-psi",
+        type=float,
+        default=DEFAULT_THRESHOLDS.psi,
+        help="a feature (or the distance to the segment) drifts above this PSI "
+        f"(default {DEFAULT_THRESHOLDS.psi})",
+    )
+    p.add_argument(
+        "--drift-noise",
+        type=float,
+        default=DEFAULT_THRESHOLDS.noise_increase,
+        help="drift when the noise share exceeds the fit's by more than this "
+        f"(default {DEFAULT_THRESHOLDS.noise_increase})",
+    )
+    p.add_argument("--no-drift-check", action="store_true",
+                   help="do not compare the input with the model's drift reference")  # fmt: skip
 
 
 def _read_input(
@@ -96,8 +116,13 @@ def run_score(
     *,
     run_date: str | None = None,
     run_id: str | None = None,
+    thresholds: Thresholds | None = DEFAULT_THRESHOLDS,
 ) -> dict[str, Any]:
     """Score ``input_path`` with the saved pipeline ``model``; returns a summary.
+
+    The scored features are compared with the model's drift reference
+    (:mod:`spark_clustering.jobs.drift`) unless ``thresholds`` is None; ``summary["drift"]``
+    says what was found (``drifted``, ``reasons``, every PSI). Drift never stops the scoring.
 
     Raises ``ValueError`` on a path that holds no saved pipeline or input without the columns
     it needs; nothing is committed then.
@@ -110,9 +135,10 @@ def run_score(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .identity import ids_of, segment_column
+    from . import drift
+    from .identity import FILE, ids_of, segment_column
     from .io import atomic_output
-    from .pipeline import apply_pipeline, assignments, load_pipeline, write_json
+    from .pipeline import apply_pipeline, assignments, load_pipeline, select_features, write_json
     from .segment_config import check_run_date
 
     run_date = check_run_date(run_date or dt.datetime.now(dt.timezone.utc).date().isoformat())
@@ -131,13 +157,20 @@ def run_score(
             version = meta["model_version"]
             assigned = assignments(clustered, id_col, meta["clusterer"], run_id, version)
             # the fitted run's segment ids (a model from before segment ids: the cluster id)
-            record = _segments_record(spark, root)
+            record = _model_json(spark, root, FILE)
             ids = segment_column(ids_of(record)) if record else F.col("cluster")
             rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
             assigned = assigned.select(id_col, "cluster", ids.cast("int").alias("segment_id"),
                                        *rest)  # fmt: skip
             assigned = assigned.persist(StorageLevel.MEMORY_AND_DISK)
             info["rows"] = assigned.count()
+        reference = _model_json(spark, root, drift.FILE)
+        checked = None
+        if reference is not None and thresholds is not None:
+            with stages.stage("drift") as info:
+                model_input = select_features(features, meta.get("select"))
+                checked = drift.compare(reference, model_input, "features", assigned, thresholds)
+                info["rows"] = n
         counts = assigned.groupBy("cluster").count().collect()
         sizes = {int(r["cluster"]): int(r["count"]) for r in counts}
         summary = {
@@ -150,6 +183,9 @@ def run_score(
             "customers": n,
             "cluster_sizes": dict(sorted(sizes.items())),
             "n_noise": sizes.get(-1, 0),
+            "drift": checked
+            if checked is not None
+            else {"checked": False, "why": "off" if thresholds is None else "no reference"},
         }
         with atomic_output(spark, target) as tmp, stages.stage("write assignments") as info:
             from spark_clustering.redact import redact
@@ -172,15 +208,15 @@ def run_score(
     return summary
 
 
-def _segments_record(spark: SparkSession, model_dir: str) -> dict[str, Any] | None:
-    """The ``segments.json`` saved with a segment run's model, or None (older models)."""
+def _model_json(spark: SparkSession, model_dir: str, name: str) -> dict[str, Any] | None:
+    """A JSON file saved with a segment run's model (``segments.json``, ``drift.json``), or
+    None for a model saved before it."""
     import json
 
-    from .identity import FILE
     from .io import path_exists
     from .pipeline import read_text
 
-    path = f"{model_dir}/{FILE}"
+    path = f"{model_dir}/{name}"
     return dict(json.loads(read_text(spark, path))) if path_exists(spark, path) else None
 
 
@@ -194,16 +230,28 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: score: --run-date {exc}", file=sys.stderr)
         return 2
+    thresholds = None if args.no_drift_check else Thresholds(args.drift_psi, args.drift_noise)
+    try:
+        if thresholds is not None:
+            thresholds.check()
+    except ValueError as exc:
+        print(f"error: score: {exc}", file=sys.stderr)
+        return 2
     from .entry import start_spark
 
     def score() -> dict[str, Any]:
         spark = start_spark("spark-clustering-score", master=args.master, gpu=args.gpu)
-        return run_score(spark, args.model, args.input, args.output, run_date=args.run_date)
+        return run_score(spark, args.model, args.input, args.output, run_date=args.run_date,
+                         thresholds=thresholds)  # fmt: skip
 
     summary, code = guarded("score", score, ", previous outputs kept")
     if summary is None:
         return code
     print(f"score: {summary['customers']} customers written to {summary['output']}")
+    found = summary.get("drift") or {}
+    if found.get("drifted"):
+        print(f"score: drift: {'; '.join(found['reasons'])} (exit code {EXIT_DRIFT})")
+        return EXIT_DRIFT
     return 0
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..sampling import uniform
-from . import identity
+from . import drift, identity
 from .entry import guarded, job_main
 from .faults import fault_point
 from .identity import ids_of, segment_column, transition_counts, transition_rows
@@ -309,6 +309,8 @@ class Inputs:
     id_col: str
     prepared: Any
     rows: int
+    #: drift references of the features (:func:`.drift.feature_reference`), per selection
+    feature_references: dict[Any, Any] = field(default_factory=dict)
 
     def release(self) -> None:
         self.features.unpersist()
@@ -606,6 +608,16 @@ def _segment_locked(
                         "rows": transition_rows(moves),
                     }
                     info["rows"] = len(summary["transitions"]["rows"])
+            with stages.stage("drift reference") as info:
+                key = tuple(config.select) if config.select else None
+                if key not in inputs.feature_references:  # once per feature set in a sweep
+                    model_input = select_features(inputs.features, config.select)
+                    inputs.feature_references[key] = drift.feature_reference(
+                        model_input, "features"
+                    )
+                summary_drift = drift.reference(inputs.feature_references[key], "features",
+                                                assigned, config.clusterer)  # fmt: skip
+                info["rows"] = summary_drift["customers"]
             with stages.stage("scatter") as info:
                 _scatter_png(clustered, work_col, config.scatter_sample, n, config.eval_seed,
                              os.path.join(local, "scatter.png"))  # fmt: skip
@@ -634,6 +646,7 @@ def _segment_locked(
                     reducer_model.write().overwrite().save(f"{run.model}/reducer")
                 clusterer_model.write().overwrite().save(f"{run.model}/clusterer")
                 write_json(spark, summary["segments"], run.model, identity.FILE)
+                write_json(spark, summary_drift, run.model, drift.FILE)
                 write_json(spark, meta, run.model, PIPELINE_FILE)
             with stages.stage("write assignments") as info:
                 assigned.write.mode("overwrite").parquet(run.assignments)
