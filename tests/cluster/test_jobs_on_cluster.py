@@ -123,7 +123,11 @@ def _segment_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
     assert run is not None, f"no published run of {RUN_DATE} under {out / 'segments'}"
     summary = json.loads(Path(run.summary).read_text())
     assignments = Path(run.assignments)
-    return {"summary": _scrub(summary), "rows": _rows(spark, assignments)}
+    results = {"summary": _scrub(summary), "rows": _rows(spark, assignments)}
+    if (Path(run.path) / "transitions").is_dir():  # a re-fit: its matrix and segment record
+        results["transitions"] = _rows(spark, Path(run.path) / "transitions")
+        results["segments"] = _scrub(json.loads((Path(run.model) / "segments.json").read_text()))
+    return results
 
 
 def _segment_args(data: Path, out: Path) -> list[str]:
@@ -152,6 +156,38 @@ def _raw_segment_setup(spark: Any, data: Path) -> None:
         " sampleSize = 1500, seed = 0 }",
         clusterer='algorithm = "dbscan"\nparams = { eps = "auto", minPoints = 10 }',
     )  # fmt: skip
+
+
+def _refit_setup(spark: Any, data: Path) -> None:
+    """A run of an earlier date published (in this process) under each master's output root, so
+    that the job re-fits: 90% of the customers again plus 30 new ones, new measurements."""
+    import numpy as np
+
+    from segment_data import blobs, write_config, write_features
+    from spark_clustering.jobs.segment import run_segment
+    from spark_clustering.jobs.segment_config import load_config
+
+    ids, x, _ = blobs(60, seed=4)
+    write_features(spark, data / "before", ids, x)
+    keep = np.random.default_rng(5).random(len(ids)) > 0.1
+    _, moved, _ = blobs(60, seed=6)
+    write_features(spark, data / "features", np.concatenate([ids[keep], np.arange(900, 930)]),
+                   np.vstack([moved[keep], moved[:30]]))  # fmt: skip
+    kmeans = 'algorithm = "kmeans"\nparams = { k = 3, seed = 7 }'
+    write_config(data / "segment.toml", str(data / "features"), str(data / "unused"),
+                 clusterer=kmeans)  # fmt: skip
+    for label in ("local", "cluster"):
+        root = data.parent / label / "segments"
+        config = write_config(data / f"before-{label}.toml", str(data / "before"), str(root))
+        run_segment(spark, load_config(config, overrides={"run_date": "2026-10-01"}))
+
+
+def _refit_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
+    results = _segment_results(spark, out, proc)
+    record = results.get("segments")
+    assert record is not None, f"no re-fit under {out}: no transitions/ next to the run"
+    assert record["method"] == "overlap" and record["counts"]["kept"] == 3, record
+    return results
 
 
 def _prepare_results(spark: Any, out: Path, proc: Any) -> dict[str, Any]:
@@ -234,6 +270,13 @@ CASES: dict[str, Case] = {
         setup=_raw_segment_setup,
         stdout=("segment:",),
     ),
+    "segment-refit": Case(
+        "segment_customers",
+        _segment_args,
+        _refit_results,
+        setup=_refit_setup,
+        stdout=("segment:",),
+    ),
     "segment-pca-kmeans": Case(
         "segment_customers",
         _segment_args,
@@ -311,7 +354,7 @@ def test_job_on_cluster_equals_local(
         masters.append(("local1", "local[1]"))
     for label, master in masters:
         out = tmp_path / label
-        out.mkdir()
+        out.mkdir(exist_ok=True)  # a setup may have published an earlier run there
         events = tmp_path / f"events-{label}"
         proc = spark_submit(SPARK_JOBS / f"{case.script}.py", case.args(data, out), pyfiles_zip,
                             out, master=master, worker_python=worker_python,

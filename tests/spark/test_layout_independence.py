@@ -134,3 +134,40 @@ def test_kmeans_and_gmm_ignore_last_bit_noise_of_their_input(spark) -> None:
     for est in (KMeans(k=4, seed=2, initSteps=2), GaussianMixture(k=4, seed=2)):
         labels = [_by_id(est.copy().fit(df).transform(df), "cluster") for df in frames]
         assert labels[0] == labels[1], type(est).__name__
+
+
+def test_segment_ids_and_transitions(spark) -> None:
+    """Matching a re-fit and counting transitions: the same record and matrix from assignments
+    in 1, 3 or 7 partitions, in any order."""
+    from spark_clustering.jobs.identity import (
+        MatchSettings,
+        Previous,
+        assign_ids,
+        overlap_counts,
+        transition_counts,
+        transition_rows,
+    )
+
+    rng = np.random.default_rng(4)
+    before = [(i, int(rng.integers(-1, 4))) for i in range(600)]
+    after = [(i, int((c + 1) % 5) - 1 if rng.random() < 0.9 else int(rng.integers(-1, 5)))
+             for i, c in before[30:]] + [(i, 0) for i in range(1000, 1040)]  # fmt: skip
+    previous = Previous("2026-11-01", "r0", {s: f"segment {s}" for s in range(4)}, {}, 4)
+    results = {}
+    for parts in LAYOUTS:
+        order = np.random.default_rng(parts).permutation
+        a_rows = [before[i] for i in order(len(before))]
+        b_rows = [after[i] for i in order(len(after))]
+        a = spark.createDataFrame(spark.sparkContext.parallelize(a_rows, parts),
+                                  "customer_id long, segment_id int")  # fmt: skip
+        b = spark.createDataFrame(spark.sparkContext.parallelize(b_rows, parts),
+                                  "customer_id long, cluster int")  # fmt: skip
+        overlap = overlap_counts(b, a, "customer_id")
+        record = assign_ids(sorted({c for _, c in after}), previous, MatchSettings(),
+                            overlap=overlap, customers=len(after))  # fmt: skip
+        moved = transition_rows(
+            transition_counts(a, b.withColumnRenamed("cluster", "segment_id"), "customer_id")
+        )
+        results[parts] = (repr(record), repr(moved))
+    _same_everywhere(results)
+    assert "'method': 'overlap'" in results[1][0]
