@@ -154,7 +154,10 @@ def _logged_to_the_trial(root: Path, summary: dict) -> None:
     artifacts = {
         a.path.rsplit("/", 1)[-1] for r in runs for a in client.list_artifacts(r.info.run_id)
     }
-    assert {"report.html", "summary.json", "scatter.png"} <= artifacts
+    # D2 re-fits D1's segments: the segment record and the transitions go with the trial
+    assert {"report.html", "summary.json", "scatter.png", "segments.json",
+            "transitions.csv"} <= artifacts  # fmt: skip
+    assert metrics["segments_kept"] == summary["segments"]["counts"]["kept"]
 
 
 def test_failure_mid_run_keeps_the_previous_run(data, monkeypatch, capsys):

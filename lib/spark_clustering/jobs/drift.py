@@ -110,18 +110,20 @@ def bin_shares(df: DataFrame, edges: Mapping[str, Sequence[float]]) -> dict[str,
 
 
 def _slots(features: DataFrame, col: str) -> tuple[DataFrame, dict[str, str]]:
-    """The vector's slots as columns, and slot column -> feature name."""
+    """The features column's slots (a vector or an array of numbers) as columns, and slot
+    column -> feature name (the vector's ML attribute names, else ``slot <i>``)."""
     from spark_clustering.features.assemble import feature_names
-    from spark_clustering.features.stable import vector_slots
+    from spark_clustering.features.vectors import as_array
 
+    values = as_array(features, col)
+    first = features.select(values.alias("v")).first()
+    size = len(first[0]) if first is not None and first[0] is not None else 0
     try:
         names = feature_names(features, col)
-    except ValueError:  # a features table written without slot names: number the slots
-        first = features.select(col).first()
-        size = int(first[0].size) if first is not None else 0
+    except ValueError:  # an array, or a vector written without slot names: number the slots
         names = [f"slot {i}" for i in range(size)]
-    slots = vector_slots(features.select(col), col, len(names), prefix="__f")
-    return slots, {f"__f{i}": n for i, n in enumerate(names)}
+    slots = features.select(*[values[i].cast("double").alias(f"__f{i}") for i in range(size)])
+    return slots, {f"__f{i}": n for i, n in enumerate(names[:size])}
 
 
 def feature_reference(features: DataFrame, features_col: str) -> dict[str, Any]:

@@ -81,6 +81,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def add_subcommand(
+    subparsers: Any,
+    name: str,
+    help_text: str,
+    doc: str | None,
+    arguments: Callable[[argparse.ArgumentParser], Any],
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """Register a ``spark-clustering`` sub-command: its help line, its module docstring as the
+    description (examples kept as written), its arguments and the function that runs it."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
 def run_reported(job: str, run: Callable[[argparse.Namespace], int], args: Any) -> int:
     """``run(args)``, any exception it lets through reported as :func:`report_failure` does
     (the last guard: jobs report their own failures with their own wording first)."""

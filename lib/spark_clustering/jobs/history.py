@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("table", "json")
 
 
+HELP = "segments across run dates: sizes, ids, names, matches, drift flags"
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="the segment job's [output] path (the root)")
     p.add_argument("--scored", default=None, help="the score job's --output, for drift flags")
@@ -37,15 +40,16 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``history`` sub-command."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    from .entry import add_subcommand
+
+    return add_subcommand(
+        subparsers,
         "history",
-        help="segments across run dates: sizes, ids, names, matches, drift flags",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "segments across run dates: sizes, ids, names, matches, drift flags",
+        __doc__,
+        _arguments,
+        run,
     )
-    _arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def _json(spark: SparkSession | None, path: str) -> dict[str, Any] | None:

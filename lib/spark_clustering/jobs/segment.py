@@ -666,6 +666,12 @@ def _segment_locked(
                     with open(os.path.join(extra, identity.FILE), "w") as fh:
                         json.dump(summary["segments"], fh, indent=2)
                     trial.log_artifact(os.path.join(extra, identity.FILE))
+                    if "transitions" in summary:
+                        from .transitions import render
+
+                        with open(os.path.join(extra, "transitions.csv"), "w") as fh:
+                            fh.write(render(summary["transitions"], "csv"))
+                        trial.log_artifact(os.path.join(extra, "transitions.csv"))
                 trial.log_output("assignments", paths["assignments"])
                 trial.log_output("model", paths["model"])
                 trial.log_output("report", f"{paths['run']}/report.html")

@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("table", "csv", "json")
 
 
+HELP = "customers moving between segments from one run date to another"
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="the segment job's [output] path (the root)")
     p.add_argument("--from", dest="from_date", default=None, help="earlier run date (YYYY-MM-DD)")
@@ -39,15 +42,16 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``transitions`` sub-command."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    from .entry import add_subcommand
+
+    return add_subcommand(
+        subparsers,
         "transitions",
-        help="customers moving between segments from one run date to another",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "customers moving between segments from one run date to another",
+        __doc__,
+        _arguments,
+        run,
     )
-    _arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def resolve_dates(
