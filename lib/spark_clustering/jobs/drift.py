@@ -78,10 +78,9 @@ def _bucket(col: str, edges: Sequence[float]) -> Column:
     x = F.col(col)
     if not edges:
         return F.when(x.isNotNull(), F.lit(0))
-    index = sum(
-        ((x > F.lit(float(e))).cast("int") for e in edges[1:]),
-        (x > F.lit(float(edges[0]))).cast("int"),
-    )
+    index = (x > F.lit(float(edges[0]))).cast("int")
+    for e in edges[1:]:
+        index = index + (x > F.lit(float(e))).cast("int")
     return F.when(x.isNotNull(), index)
 
 
@@ -137,6 +136,18 @@ def feature_reference(features: DataFrame, features_col: str) -> dict[str, Any]:
     return {names[c]: {"edges": edges[c], "shares": shares[c]} for c in names if c in edges}
 
 
+def _noise(assigned: DataFrame) -> tuple[int, float]:
+    """The number of assigned customers and the share of them that fell to noise."""
+    from pyspark.sql import functions as F
+
+    stats = assigned.agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.col("is_noise").cast("int")).alias("noise")
+    ).first()
+    assert stats is not None
+    n = int(stats["n"])
+    return n, int(stats["noise"] or 0) / max(n, 1)
+
+
 def reference(
     features: DataFrame | Mapping[str, Any],
     features_col: str,
@@ -145,19 +156,13 @@ def reference(
 ) -> dict[str, Any]:
     """The fitted customers' distribution, as ``model/drift.json`` keeps it. ``features`` is
     the model's input, or its :func:`feature_reference` already computed."""
-    from pyspark.sql import functions as F
 
     from spark_clustering.features.stable import exact_quantiles
 
     if not isinstance(features, Mapping):
         features = feature_reference(features, features_col)
     out: dict[str, Any] = {"format_version": FORMAT_VERSION, "features": dict(features)}
-    stats = assigned.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.col("is_noise").cast("int")).alias("noise")
-    ).first()
-    assert stats is not None
-    out["customers"] = int(stats["n"])
-    out["noise_share"] = int(stats["noise"] or 0) / max(int(stats["n"]), 1)
+    out["customers"], out["noise_share"] = _noise(assigned)
     fit_col = FIT_COLUMNS.get(clusterer)
     if fit_col and fit_col in assigned.columns:
         fit_edges = sorted(set(exact_quantiles(assigned, [fit_col], DECILES).get(fit_col, [])))
@@ -177,7 +182,6 @@ def compare(
     thresholds: Thresholds,
 ) -> dict[str, Any]:
     """PSI of each feature and of the fit column, the noise shares, and whether it drifted."""
-    from pyspark.sql import functions as F
 
     slots, names = _slots(features, features_col)
     column_of = {n: c for c, n in names.items()}
@@ -190,11 +194,7 @@ def compare(
     edges = {column_of[n]: r["edges"] for n, r in ref["features"].items()}
     shares = bin_shares(slots, edges)
     features_psi = {n: psi(r["shares"], shares[column_of[n]]) for n, r in ref["features"].items()}
-    stats = assigned.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.col("is_noise").cast("int")).alias("noise")
-    ).first()
-    assert stats is not None
-    noise = int(stats["noise"] or 0) / max(int(stats["n"]), 1)
+    _, noise = _noise(assigned)
     out: dict[str, Any] = {
         "thresholds": {"psi": thresholds.psi, "noise_increase": thresholds.noise_increase},
         "psi": features_psi,

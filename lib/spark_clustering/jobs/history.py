@@ -52,14 +52,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
 
 
-def _json(spark: SparkSession | None, path: str) -> dict[str, Any] | None:
-    from .io import path_exists, read_bytes
-
-    if not path_exists(spark, path):
-        return None
-    return dict(json.loads((read_bytes(spark, path) or b"{}").decode()))
-
-
 def history(spark: SparkSession | None, root: str, scored: str | None = None) -> dict[str, Any]:
     """``{"runs": [...], "scores": [...]}``: each published segment run (date, id, method,
     segments with sizes and status, lineage counts) and each scoring run with its drift.
@@ -71,6 +63,7 @@ def history(spark: SparkSession | None, root: str, scored: str | None = None) ->
     """
     from .identity import FILE
     from .io import list_dir
+    from .pipeline import read_json
     from .publish import current_run, run_dates
 
     root = root.rstrip("/")
@@ -78,8 +71,8 @@ def history(spark: SparkSession | None, root: str, scored: str | None = None) ->
     for date in run_dates(spark, root):
         run = current_run(spark, root, date)
         assert run is not None
-        summary = _json(spark, run.summary) or {}
-        record = _json(spark, f"{run.model}/{FILE}")
+        summary = read_json(spark, run.summary) or {}
+        record = read_json(spark, f"{run.model}/{FILE}")
         sizes = {int(k): int(v) for k, v in (summary.get("cluster_sizes") or {}).items()}
         if record is None:  # a run from before segment ids: segment id = cluster id
             segments = [
@@ -109,7 +102,7 @@ def history(spark: SparkSession | None, root: str, scored: str | None = None) ->
         for name in sorted(list_dir(spark, base)):
             if not name.startswith("run_date="):
                 continue
-            found = _json(spark, f"{base}/{name}/_score_summary.json")
+            found = read_json(spark, f"{base}/{name}/_score_summary.json")
             if found is None:
                 continue
             drift = found.get("drift") or {}

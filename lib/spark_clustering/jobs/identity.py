@@ -384,6 +384,18 @@ def segment_column(ids: Mapping[int, int]) -> Any:
     return F.when(cluster == NOISE, F.lit(NOISE)).otherwise(F.element_at(mapping, cluster))
 
 
+def with_segment_ids(
+    assigned: DataFrame, id_col: str, record: Mapping[str, Any] | None
+) -> DataFrame:
+    """Assignments with ``segment_id`` after ``cluster``, as ``record`` (``segments.json``)
+    gives it; a model from before segment ids (``record`` None): the cluster id."""
+    from pyspark.sql import functions as F
+
+    ids = segment_column(ids_of(record)) if record else F.col("cluster")
+    rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
+    return assigned.select(id_col, "cluster", ids.cast("int").alias("segment_id"), *rest)
+
+
 def ids_of(record: Mapping[str, Any]) -> dict[int, int]:
     """cluster -> segment id from a ``segments.json`` record."""
     return {int(s["cluster"]): int(s["segment_id"]) for s in record.get("segments", [])}
@@ -399,15 +411,9 @@ def previous_run(spark: Any, root: str, run_date: str) -> Any:
 
 def read_record(spark: Any, run: Any) -> dict[str, Any] | None:
     """A run's ``segments.json`` (None for a run from before segment ids)."""
-    import json
+    from .pipeline import read_json
 
-    from .io import path_exists
-    from .pipeline import read_text
-
-    path = f"{run.model}/{FILE}"
-    if not path_exists(spark, path):
-        return None
-    return dict(json.loads(read_text(spark, path)))
+    return read_json(spark, f"{run.model}/{FILE}")
 
 
 def segment_assignments(spark: Any, run: Any) -> DataFrame:
@@ -422,14 +428,12 @@ def segment_assignments(spark: Any, run: Any) -> DataFrame:
 
 def load_previous(spark: Any, run: Any) -> Previous:
     """:class:`Previous` from a published run: its segments, names, profiles and next id."""
-    import json
-
-    from .pipeline import read_text
+    from .pipeline import read_json
 
     record = read_record(spark, run)
     summary: dict[str, Any] = {}
     try:
-        summary = json.loads(read_text(spark, run.summary))
+        summary = read_json(spark, run.summary) or {}
     except Exception:  # a legacy run keeps its summary elsewhere: profiles are optional
         summary = {}
     if record is None:  # a run from before segment ids: segment id = cluster id

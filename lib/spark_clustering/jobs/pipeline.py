@@ -146,6 +146,14 @@ def write_json(spark: SparkSession | None, obj: Any, dest_dir: str, name: str) -
         put_local_dir(spark, local, dest_dir)
 
 
+def read_json(spark: SparkSession | None, path: str) -> dict[str, Any] | None:
+    """The JSON object in the small file ``path`` (local or Hadoop); None when it does not exist."""
+    from .io import read_bytes
+
+    data = read_bytes(spark, path)
+    return None if data is None else dict(json.loads(data.decode()))
+
+
 def read_text(spark: SparkSession, path: str) -> str:
     """A small text file, local or on a Hadoop file system."""
     from spark_clustering.features.prepare import _read_text

@@ -133,12 +133,18 @@ def run_score(
     ...           "s3://b/segments/assignments", run_date="2026-12-01")  # doctest: +SKIP
     """
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     from . import drift
-    from .identity import FILE, ids_of, segment_column
+    from .identity import FILE, with_segment_ids
     from .io import atomic_output
-    from .pipeline import apply_pipeline, assignments, load_pipeline, select_features, write_json
+    from .pipeline import (
+        apply_pipeline,
+        assignments,
+        load_pipeline,
+        read_json,
+        select_features,
+        write_json,
+    )
     from .segment_config import check_run_date
 
     run_date = check_run_date(run_date or dt.datetime.now(dt.timezone.utc).date().isoformat())
@@ -157,14 +163,11 @@ def run_score(
             version = meta["model_version"]
             assigned = assignments(clustered, id_col, meta["clusterer"], run_id, version)
             # the fitted run's segment ids (a model from before segment ids: the cluster id)
-            record = _model_json(spark, root, FILE)
-            ids = segment_column(ids_of(record)) if record else F.col("cluster")
-            rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
-            assigned = assigned.select(id_col, "cluster", ids.cast("int").alias("segment_id"),
-                                       *rest)  # fmt: skip
+            record = read_json(spark, f"{root}/{FILE}")
+            assigned = with_segment_ids(assigned, id_col, record)
             assigned = assigned.persist(StorageLevel.MEMORY_AND_DISK)
             info["rows"] = assigned.count()
-        reference = _model_json(spark, root, drift.FILE)
+        reference = read_json(spark, f"{root}/{drift.FILE}")
         checked = None
         if reference is not None and thresholds is not None:
             with stages.stage("drift") as info:
@@ -206,18 +209,6 @@ def run_score(
         target,
     )
     return summary
-
-
-def _model_json(spark: SparkSession, model_dir: str, name: str) -> dict[str, Any] | None:
-    """A JSON file saved with a segment run's model (``segments.json``, ``drift.json``), or
-    None for a model saved before it."""
-    import json
-
-    from .io import path_exists
-    from .pipeline import read_text
-
-    path = f"{model_dir}/{name}"
-    return dict(json.loads(read_text(spark, path))) if path_exists(spark, path) else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from ..sampling import uniform
 from . import drift, identity
 from .entry import guarded, job_main
 from .faults import fault_point
-from .identity import ids_of, segment_column, transition_counts, transition_rows
+from .identity import transition_counts, transition_rows
 from .lock import WriterLock
 from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
 from .publish import clean, lock_path, publish, run_outputs
@@ -591,10 +591,7 @@ def _segment_locked(
                 record, before = _segment_ids(spark, config, assigned, id_col, summary,
                                               lambda: _profile_source(inputs.features, id_col,
                                                                       prepared))  # fmt: skip
-                rest = [c for c in assigned.columns if c not in (id_col, "cluster")]
-                assigned = assigned.select(id_col, "cluster",
-                                           segment_column(ids_of(record)).alias("segment_id"),
-                                           *rest)  # fmt: skip
+                assigned = identity.with_segment_ids(assigned, id_col, record)
                 summary["segments"] = record
                 trial.log_metrics({f"segments_{k}": v for k, v in record["counts"].items()})
                 info["rows"] = len(record["segments"])
