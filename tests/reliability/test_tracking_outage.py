@@ -110,6 +110,9 @@ def outage(request, http_env, tmp_path, monkeypatch) -> tuple[str, str]:
         # a user who set one variable keeps it; ours fill in the others
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
         return kind, request.getfixturevalue("silent_uri")
+    # MLflow creates the parent folder of a ``sqlite:///`` path, and reads this URI form's path
+    # (``file:/...``) as relative: run from tmp_path so that folder lands there, not in the checkout
+    monkeypatch.chdir(tmp_path)
     return kind, _readonly_uri(tmp_path / "store")
 
 
