@@ -191,7 +191,8 @@ def evaluate(
     dict
         ``silhouette``, ``silhouette_ci`` (low, high), ``silhouette_ci_low``,
         ``silhouette_ci_high``, ``silhouette_std``, ``silhouette_exact``,
-        ``silhouette_sample_rows``, ``silhouette_sqeuclidean``, ``davies_bouldin``,
+        ``silhouette_sample_rows``, ``silhouette_by_cluster`` (label -> mean silhouette of its
+        sampled rows), ``silhouette_sqeuclidean``, ``davies_bouldin``,
         ``calinski_harabasz``, ``n_clusters`` (scored), ``n_clusters_excluded``,
         ``noise_fraction``, ``coverage``, ``n_rows``, ``n_noise``, ``n_scored``,
         ``cluster_size_min``/``median``/``mean``/``max`` and ``largest_cluster_fraction``.
@@ -477,6 +478,7 @@ def _sampled_silhouette(
     lab_all = pdf[_LABEL].to_numpy()
     size_of = dict(zip(labels.tolist(), sizes.tolist(), strict=True))
     estimates, rows_used = [], []
+    per_cluster: dict[int, list[float]] = {}
     for r in range(repeats):
         pick = (pdf[f"__u{r}"] < pdf["__f"]).to_numpy()
         lab = lab_all[pick]
@@ -488,6 +490,8 @@ def _sampled_silhouette(
         weight = np.array([size_of[int(u)] for u in uniq])[inv] / counts[inv]
         estimates.append(float((weight * s).sum() / weight.sum()))
         rows_used.append(int(pick.sum()))
+        for j, u in enumerate(uniq):
+            per_cluster.setdefault(int(u), []).append(float(s[inv == j].mean()))
     if not estimates:
         warnings.warn(
             "evaluate: the silhouette samples held fewer than 2 clusters; silhouette is NaN",
@@ -513,6 +517,7 @@ def _sampled_silhouette(
         "silhouette_std": std,
         "silhouette_exact": exact,
         "silhouette_sample_rows": int(np.mean(rows_used)),
+        "silhouette_by_cluster": {c: float(np.mean(v)) for c, v in sorted(per_cluster.items())},
     }
 
 

@@ -190,7 +190,8 @@ def test_bad_config_lists_every_problem_before_spark(tmp_path, capsys, no_spark)
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err
     for text in ("'/nonexistent/features' does not exist", "unknown key 'colour'",
-                 "eps: -1.0", "minPoints: expected integer", "[output].path is required",
+                 "eps: -1.0",
+                 "minPoints: 'ten'; accepted: an integer or 'auto'", "[output].path is required",
                  "scatter_sample: 0"):  # fmt: skip
         assert text in err, (text, err)
     assert "6 problem(s)" in err

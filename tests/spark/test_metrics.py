@@ -69,6 +69,10 @@ def test_scores_equal_sklearn(df, labelled):
     assert m["silhouette_exact"] is True
     assert m["silhouette"] == pytest.approx(silhouette_score(xs, ys), rel=1e-9)
     assert m["silhouette_ci"] == (m["silhouette"], m["silhouette"])
+    per_row = silhouette_samples(xs, ys)
+    assert m["silhouette_by_cluster"] == pytest.approx(
+        {int(c): float(per_row[ys == c].mean()) for c in np.unique(ys)}, rel=1e-9
+    )
     assert m["n_clusters"] == 5
     assert m["n_noise"] == 57
     assert m["noise_fraction"] == pytest.approx(57 / 1200)

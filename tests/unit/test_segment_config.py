@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from spark_clustering.jobs.autochoice import Targets
 from spark_clustering.jobs.segment_config import ConfigError, load_config, parse_config
 
 
@@ -29,7 +30,9 @@ def _problems(data) -> list[str]:
 def test_defaults(good):
     config = parse_config(good)
     assert config.reducer == "none" and config.reducer_params == {}
-    assert config.clusterer_params == {"eps": "auto", "minPoints": 10}
+    # left out: the automatic choice within the default targets
+    assert config.clusterer_params == {"eps": "auto", "minPoints": "auto"}
+    assert config.auto_choice and config.targets == Targets()
     assert config.eps_auto and config.input_kind == "features" and config.id_col == "customer_id"
     assert config.tracking_backend == "none" and config.run_date == "2026-11-01"
 
@@ -48,7 +51,7 @@ def test_overrides_replace_file_values(good, tmp_path):
     )
     config = load_config(str(path), overrides={"output.path": "b", "run_date": "2026-01-02"})
     assert config.output_path == "b" and config.run_date == "2026-01-02"
-    assert config.clusterer_params == {"k": 4}
+    assert config.clusterer_params == {"k": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -80,11 +83,11 @@ def test_overrides_replace_file_values(good, tmp_path):
         ),
         (
             {"clusterer": {"algorithm": "dbscan", "params": {"minPoints": 2.5}}},
-            "minPoints: expected integer, got 2.5",
+            "minPoints: expected integer or string, got 2.5",
         ),
         (
             {"clusterer": {"algorithm": "dbscan", "params": {"minPoints": True}}},
-            "minPoints: expected integer, got True",
+            "minPoints: expected integer or string, got True",
         ),
         ({"clusterer": {"algorithm": "kmeans", "params": {"k": 1}}}, "params.k: 1; accepted: >= 2"),
         (

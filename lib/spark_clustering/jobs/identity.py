@@ -151,6 +151,7 @@ def assign_ids(
     customers: int = 0,
     profiles: Mapping[int, Mapping[str, float]] | None = None,
     scale: Mapping[str, float] | None = None,
+    suggested: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     """The segment id of each cluster and the lineage, as ``segments.json`` stores them.
 
@@ -169,6 +170,9 @@ def assign_ids(
     profiles, scale : mapping, optional
         This run's per-cluster feature means, and each feature's standard deviation over all
         of this run's customers (the profile match).
+    suggested : mapping, optional
+        ``cluster -> name`` from its features (:mod:`.explain`), the name of a segment that is
+        new (neither ``settings.names`` nor the previous run names it).
 
     Examples
     --------
@@ -195,7 +199,7 @@ def assign_ids(
             next_id = previous.next_id + len(clusters)
             result["previous"] = {"run_date": previous.run_date, "run_id": previous.run_id}
             result["method"] = "off"
-        return _finish(result, clusters, ids, {}, next_id, previous, settings, overlap)
+        return _finish(result, clusters, ids, {}, next_id, previous, settings, overlap, suggested)
     result["previous"] = {"run_date": previous.run_date, "run_id": previous.run_id}
     method = settings.match
     if method == "auto":
@@ -216,7 +220,8 @@ def assign_ids(
             ids[c] = next_id
             next_id += 1
     figures = {c: v for c, (_, v) in matches.items()}
-    return _finish(result, clusters, ids, figures, next_id, previous, settings, overlap)
+    return _finish(result, clusters, ids, figures, next_id, previous, settings, overlap,
+                   suggested)  # fmt: skip
 
 
 def _finish(
@@ -228,8 +233,10 @@ def _finish(
     previous: Previous | None,
     settings: MatchSettings,
     overlap: Mapping[tuple[int, int], int],
+    suggested: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     prev_names = previous.names if previous is not None else {}
+    suggested = suggested or {}
     score_key = "jaccard" if result["method"] == "overlap" else "distance"
     cur_common = _totals(overlap, 0)
     prev_common = _totals(overlap, 1)
@@ -237,7 +244,9 @@ def _finish(
     segments, events = [], []
     for c in clusters:
         sid = ids[c]
-        name = settings.names.get(sid) or prev_names.get(sid) or default_name(sid)
+        # the config's name, else the name it had, else the one its features suggest (.explain)
+        name = (settings.names.get(sid) or prev_names.get(sid) or suggested.get(c)
+                or default_name(sid))  # fmt: skip
         entry: dict[str, Any] = {"cluster": c, "segment_id": sid, "name": name}
         if c in figures:
             entry["status"] = "kept"

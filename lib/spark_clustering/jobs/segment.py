@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..sampling import uniform
-from . import drift, identity
+from . import autochoice, drift, explain, identity
 from .entry import guarded, job_main
 from .faults import fault_point
 from .identity import transition_counts, transition_rows
@@ -133,10 +133,16 @@ def _reducer(config: SegmentConfig) -> Any:
     return PCA(featuresCol="features", outputCol=REDUCED_COL, **params)
 
 
-def _clusterer(config: SegmentConfig, features_col: str, eps: float | None) -> Any:
+def _clusterer(
+    config: SegmentConfig,
+    features_col: str,
+    eps: float | None,
+    chosen: Mapping[str, Any] | None = None,
+) -> Any:
+    """The config's clusterer; ``chosen``: parameters of the automatic choice over the config's."""
     from spark_clustering import DBSCAN, GaussianMixture, KMeans
 
-    params = dict(config.clusterer_params)
+    params = {**config.clusterer_params, **(chosen or {})}
     if config.clusterer == "dbscan":
         params.pop("epsSampleSize", None)
         params.pop("epsMultiple", None)
@@ -190,8 +196,9 @@ def _segment_ids(
     settings = config.segments
     clusters = [int(c) for c in summary["cluster_sizes"]]
     before_run = identity.previous_run(spark, config.output_path.rstrip("/"), config.run_date)
+    suggested = {int(p["cluster"]): p["name"] for p in summary.get("profiles") or [] if "name" in p}
     if before_run is None:
-        return identity.assign_ids(clusters, None, settings), None
+        return identity.assign_ids(clusters, None, settings, suggested=suggested), None
     previous = identity.load_previous(spark, before_run)
     before = identity.segment_assignments(spark, before_run)
     overlap = identity.overlap_counts(assigned, before, id_col) if settings.match != "off" else {}
@@ -206,7 +213,7 @@ def _segment_ids(
         scale = identity.feature_scale(source, names)
     record = identity.assign_ids(clusters, previous, settings, overlap=overlap,
                                  customers=customers, profiles=profiles,
-                                 scale=scale)  # fmt: skip
+                                 scale=scale, suggested=suggested)  # fmt: skip
     log.info(
         "segment: %s matched to %s by %s: %s",
         config.run_date, previous.run_date, record["method"],
@@ -215,46 +222,27 @@ def _segment_ids(
     return record, before
 
 
-def cluster_profiles(
-    assigned: DataFrame, source: DataFrame, names: list[str], id_col: str
-) -> list[dict[str, Any]]:
-    """Per cluster: size, then mean and median of each original feature."""
-    from pyspark.sql import functions as F
-
-    joined = assigned.select(id_col, "cluster").join(source, id_col)
-    aggs = [F.count(F.lit(1)).alias("__size")]
-    for i, name in enumerate(names):
-        col = F.col(f"`{name}`").cast("double")
-        aggs += [F.mean(col).alias(f"__mean{i}"), F.percentile_approx(col, 0.5).alias(f"__med{i}")]
-    rows = joined.groupBy("cluster").agg(*aggs).orderBy("cluster").collect()
-    out = []
-    for row in rows:
-        out.append(
-            {
-                "cluster": int(row["cluster"]),
-                "size": int(row["__size"]),
-                "mean": {n: row[f"__mean{i}"] for i, n in enumerate(names)},
-                "median": {n: row[f"__med{i}"] for i, n in enumerate(names)},
-            }
-        )
-    return out
-
-
-def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: str) -> str:
-    """A scatter of up to ``n`` sampled rows coloured by cluster: in 2-D, and beside it in 3-D
-    when the column has three dimensions or more (the first principal axes of the sample when
-    it has more than the plot shows)."""
+def _scatter_png(
+    df: DataFrame, col: str, n: int, total: int, seed: int, path: str,
+    labels: Mapping[int, str] | None = None, sizes: Mapping[int, int] | None = None,
+) -> str:  # fmt: skip
+    """A scatter of up to ``n`` sampled rows coloured by segment (:mod:`.charts`: the largest
+    ones distinct and named in the legend, the others together, noise grey): in 2-D, and beside
+    it in 3-D when the column has three dimensions or more (the first principal axes of the
+    sample when it has more than the plot shows)."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from spark_clustering.features.vectors import as_array
 
+    from . import charts
+
     # the n rows with the smallest keys hashed from the seed and the row: the same on any layout
     key = uniform(seed, "scatter", col, "cluster")
     rows = df.orderBy(key).limit(n).select(as_array(df, col).alias("x"), "cluster").collect()
     x = np.array([r["x"] for r in rows], dtype=float).reshape(len(rows), -1)
-    labels = np.array([r["cluster"] for r in rows], dtype=int)
+    cluster = np.array([r["cluster"] for r in rows], dtype=int)
     d = x.shape[1]
     if d == 1:
         x = np.column_stack([x[:, 0], np.zeros(len(x))])
@@ -263,19 +251,24 @@ def _scatter_png(df: DataFrame, col: str, n: int, total: int, seed: int, path: s
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         x = centred @ vt[:3].T
     axes = "first principal axes of the sample" if d > 3 else "dimensions 1, 2 (and 3)"
+    sizes = dict(sizes or {int(c): int((cluster == c).sum()) for c in np.unique(cluster)})
+    colour = charts.colours(sizes)
+    first = charts.shown(sizes)
+    groups = [("noise", cluster == -1, charts.NOISE)]
+    groups.append(("other segments", ~np.isin(cluster, [*first, -1]), charts.OTHER))
+    groups += [((labels or {}).get(c, str(c))[:30], cluster == c, colour[c]) for c in first]
     panels = 2 if x.shape[1] >= 3 else 1
     fig = Figure(figsize=(7 * panels, 5.5), dpi=100)
     FigureCanvasAgg(fig)
-    noise = labels == -1
     for k in range(panels):
         # Any: a 3-D Axes' scatter takes a third coordinate, which Axes' stubs do not know
         ax: Any = fig.add_subplot(1, panels, k + 1, **({"projection": "3d"} if k else {}))
-        dims = [x[:, j] for j in range(3 if k else 2)]
-        if noise.any():
-            ax.scatter(*[v[noise] for v in dims], s=4, c="lightgrey", label="noise")
-        sc = ax.scatter(*[v[~noise] for v in dims], s=4, c=labels[~noise], cmap="tab20")
-        if k == panels - 1 and not noise.all():
-            fig.colorbar(sc, ax=ax, label="cluster", shrink=0.8)
+        for label, mask, c in groups:
+            if mask.any():
+                dims = [x[mask, j] for j in range(3 if k else 2)]
+                ax.scatter(*dims, s=4, c=c, label=label)
+        if k == panels - 1:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, markerscale=3)
     fig.suptitle(f"{len(rows)} sampled customers ({col}, {axes})")
     fig.tight_layout()
     fig.savefig(path)
@@ -401,6 +394,85 @@ def fit_clusterer(
     return model, clustered
 
 
+def _preparation(
+    spark: SparkSession, config: SegmentConfig, prepared: Any, summary: dict[str, Any], local: str
+) -> None:
+    """The preparation's figures (``summary["preparation"]``) and charts (in ``local``): from
+    this run's own preparation (raw input), or the ``prepare`` job's report.json beside the
+    features it wrote (``<prepared>/report``) when there is one."""
+    from spark_clustering.features.analysis import write_charts
+
+    from .pipeline import read_json
+
+    if prepared is not None:
+        report: Mapping[str, Any] | None = prepared.report
+    else:
+        parent = config.input_path.rstrip("/").rsplit("/", 1)[0]
+        try:
+            report = read_json(spark, f"{parent}/report/report.json")
+        except Exception as exc:  # a report we cannot read is no reason to fail the run
+            log.warning("segment: preparation report not read: %s", exc)
+            report = None
+    if not report:
+        return
+    summary["preparation"] = explain.preparation_summary(report)
+    try:
+        charts = write_charts(report, local)
+        summary["preparation"]["charts"] = [os.path.basename(c) for c in charts]
+    except Exception as exc:
+        log.warning("segment: preparation charts not drawn: %s", exc)
+
+
+def choose_clustering(
+    config: SegmentConfig, reduction: Reduction, n: int, stages: Stages, local: str, trial: Any
+) -> Any:
+    """The automatic choice (:mod:`.autochoice`) over the persisted reduction: every candidate
+    fitted, checked against ``[targets]``, scored; the chosen one's model and output, its
+    selection curve in ``local``/choice.png and each candidate logged to the trial."""
+    from pyspark import StorageLevel
+
+    from spark_clustering import evaluate, suggest_eps
+
+    def fit(params: dict[str, Any]) -> tuple[Any, DataFrame]:
+        model = _clusterer(config, reduction.col, params.get("eps"), params).fit(reduction.df)
+        out = model.transform(reduction.df).persist(StorageLevel.MEMORY_AND_DISK)
+        out.count()
+        return model, out
+
+    def criterion(model: Any, out: DataFrame) -> float:
+        if config.clusterer == "gmm":
+            return autochoice.gmm_bic(model, out, reduction.col)
+        # the original (prepared) features: a reduction's own space flatters its clusters
+        figures = evaluate(out, featuresCol="features", predictionCol="cluster",
+                           sampleSize=config.eval_sample_size, repeats=1, seed=config.eval_seed,
+                           metrics=["silhouette"], cache=False)  # fmt: skip
+        return float(figures["silhouette"])
+
+    def knee(k: int) -> Any:
+        sample = int(config.clusterer_params.get("epsSampleSize", 5000))
+        return suggest_eps(reduction.df, k=k, featuresCol=reduction.col, sampleSize=sample)
+
+    from spark_clustering.tracking.hooks import muted
+
+    # the candidates' own fits and scores would each log to the trial: the record below says it
+    with stages.stage(f"choose ({config.clusterer})") as info, muted():
+        choice = autochoice.choose(config.clusterer, config.clusterer_params, n, config.targets,
+                                   fit=fit, sizes=cluster_sizes, criterion=criterion,
+                                   knee=knee)  # fmt: skip
+        info["rows"] = len(choice.record["candidates"])
+    autochoice.selection_png(choice.record, os.path.join(local, "choice.png"))
+    for step, cand in enumerate(choice.record["candidates"]):
+        figures = {"auto_segments": cand["n_segments"], "auto_noise_share": cand["noise_share"],
+                   "auto_smallest_share": cand["smallest_share"]}  # fmt: skip
+        if cand["criterion"] is not None:
+            figures["auto_criterion"] = cand["criterion"]
+        trial.log_metrics(figures, step=step)
+    trial.log_parameters({f"auto.{k}": v for k, v in choice.params.items()})
+    log.info("segment: chose %s of %d candidates (%s)", choice.record["params"],
+             len(choice.record["candidates"]), choice.record["criterion"])  # fmt: skip
+    return choice
+
+
 def cluster_sizes(clustered: DataFrame) -> dict[int, int]:
     """Rows per cluster label (``-1`` is DBSCAN's noise), sorted by label."""
     rows = clustered.groupBy("cluster").count().collect()
@@ -423,7 +495,10 @@ def score_clustering(
             seed=config.eval_seed,
         )
         info["rows"] = metrics.get("n_rows")
-    return {k: v for k, v in metrics.items() if _scalar(v)}
+    out = {k: v for k, v in metrics.items() if _scalar(v)}
+    if "silhouette_by_cluster" in metrics:
+        out["silhouette_by_cluster"] = metrics["silhouette_by_cluster"]
+    return out
 
 
 def _spark_conf(items: Sequence[str]) -> dict[str, str]:
@@ -556,13 +631,31 @@ def _segment_locked(
                 inputs = load_inputs(spark, config, stages)
                 owned.append(inputs)
             n, id_col, prepared = inputs.rows, inputs.id_col, inputs.prepared
+            _preparation(spark, config, prepared, summary, local)
             if reduction is None:
                 selected = select_features(inputs.features, config.select)
                 reduction = reduce_features(selected, config, stages)
                 owned.append(reduction)
             reducer_model, work_col = reduction.model, reduction.col
             eps = None
-            if config.clusterer == "dbscan":
+            if config.auto_choice:
+                choice = choose_clustering(config, reduction, n, stages, local, trial)
+                summary["auto"] = choice.record
+                clusterer_model, clustered = choice.model, choice.clustered
+                if config.clusterer == "dbscan":
+                    eps = float(choice.params["eps"])
+                    graph = choice.graphs.get(int(choice.params["minPoints"]), graph)
+                    summary["eps"] = {
+                        "value": eps,
+                        "auto": True,
+                        "k": int(choice.params["minPoints"]),
+                    }
+                    if graph is not None:
+                        graph.plot(os.path.join(local, "k_distance.png"))
+                        summary["eps"]["suggested"] = float(graph.eps)
+                    if "epsMultiple" in choice.params:
+                        summary["eps"]["multiple"] = float(choice.params["epsMultiple"])
+            elif config.clusterer == "dbscan":
                 if graph is None:
                     graph = k_distance_graph(reduction, config, stages)
                 graph.plot(os.path.join(local, "k_distance.png"))
@@ -570,7 +663,8 @@ def _segment_locked(
                 eps = summary["eps"]["value"]
                 log.info("segment: eps = %g (knee of the %d-distance graph: %g)",
                          eps, graph.k, graph.eps)  # fmt: skip
-            clusterer_model, clustered = fit_clusterer(config, reduction, eps, stages)
+            if not config.auto_choice:
+                clusterer_model, clustered = fit_clusterer(config, reduction, eps, stages)
             owned.append(Reduction(clusterer_model, clustered, work_col))
             assigned = assignments(clustered, id_col, config.clusterer, run_id, version)
             sizes = cluster_sizes(clustered)
@@ -580,11 +674,15 @@ def _segment_locked(
             summary["customers"] = n
             if config.evaluation:
                 summary["metrics"] = score_clustering(clustered, work_col, config, stages)
+                by_cluster = summary["metrics"].pop("silhouette_by_cluster", None)
+                if by_cluster:
+                    summary["silhouette_by_cluster"] = {str(k): v for k, v in by_cluster.items()}
                 trial.log_metrics({k: v for k, v in summary["metrics"].items() if _number(v)})
             if config.profile:
                 with stages.stage("profiles") as info:
                     source, names = _profile_source(inputs.features, id_col, prepared)
-                    summary["profiles"] = cluster_profiles(clustered, source, names, id_col)
+                    summary["profiles"] = explain.explain(clustered, source, names, id_col,
+                                                          seed=config.eval_seed)  # fmt: skip
                     summary["profile_features"] = names
                     info["rows"] = len(summary["profiles"])
             with stages.stage("segment ids") as info:
@@ -593,6 +691,12 @@ def _segment_locked(
                                                                       prepared))  # fmt: skip
                 assigned = identity.with_segment_ids(assigned, id_col, record)
                 summary["segments"] = record
+                # a profile carries the segment's lasting id and the name it goes by
+                by_cluster = {int(x["cluster"]): x for x in record["segments"]}
+                for p in summary.get("profiles") or []:
+                    if int(p["cluster"]) in by_cluster:
+                        p["segment_id"] = by_cluster[int(p["cluster"])]["segment_id"]
+                        p["name"] = by_cluster[int(p["cluster"])]["name"]
                 trial.log_metrics({f"segments_{k}": v for k, v in record["counts"].items()})
                 info["rows"] = len(record["segments"])
             if before is not None:
@@ -616,8 +720,11 @@ def _segment_locked(
                                                 assigned, config.clusterer)  # fmt: skip
                 info["rows"] = summary_drift["customers"]
             with stages.stage("scatter") as info:
+                labels = {int(s["cluster"]): f"{s['segment_id']}: {s['name']}"
+                          for s in summary["segments"]["segments"]}  # fmt: skip
                 _scatter_png(clustered, work_col, config.scatter_sample, n, config.eval_seed,
-                             os.path.join(local, "scatter.png"))  # fmt: skip
+                             os.path.join(local, "scatter.png"), labels,
+                             summary["cluster_sizes"])  # fmt: skip
                 info["rows"] = min(config.scatter_sample, n)
             # Everything goes into this run's own folder, which no reader follows until
             # publish() names it; a failure or a kill before that leaves the current run as is.
@@ -656,7 +763,13 @@ def _segment_locked(
                 summary["tracking"] = {"status": "recording", "recorded_calls": trial.recorded,
                                        "not_recorded": len(trial.failures)}  # fmt: skip
                 _write_summary(redact(summary), local)
-                for name in ("report.html", "summary.json", "k_distance.png", "scatter.png"):
+                for name in (
+                    "report.html",
+                    "summary.json",
+                    "k_distance.png",
+                    "scatter.png",
+                    "choice.png",
+                ):
                     if os.path.exists(os.path.join(local, name)):
                         trial.log_artifact(os.path.join(local, name))
                 with tempfile.TemporaryDirectory(prefix="sc-segments-") as extra:

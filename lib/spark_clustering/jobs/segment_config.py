@@ -21,6 +21,7 @@ from typing import Any
 import tomllib
 
 from ..base import ProblemsError
+from .autochoice import AUTO, Targets, check_targets
 from .identity import MatchSettings, check_settings
 from .io import is_local, local_path
 
@@ -55,6 +56,12 @@ CLUSTERER_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "kmeans": {"k": _INT, "seed": _INT, "maxIter": _INT, "tol": _NUM, "backend": _STR},
     "gmm": {"k": _INT, "seed": _INT, "maxIter": _INT, "tol": _NUM},
+}
+#: a segment config may also leave the count to the automatic choice (``"auto"``, jobs/autochoice)
+_AUTO_PARAMS = {"dbscan": "minPoints", "kmeans": "k", "gmm": "k"}
+SEGMENT_CLUSTERER_PARAMS = {
+    algorithm: {**params, _AUTO_PARAMS[algorithm]: (int, str)}
+    for algorithm, params in CLUSTERER_PARAMS.items()
 }
 _TABLES: dict[str, dict[str, tuple[type, ...]]] = {
     "input": {
@@ -118,16 +125,26 @@ class SegmentConfig:
     select: tuple[str, ...] | None = None
     #: how segment ids are carried over from the previous run (``[segments]``)
     segments: MatchSettings = field(default_factory=MatchSettings)
+    #: what the automatic segment count may choose (``[targets]``)
+    targets: Targets = field(default_factory=Targets)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def eps_auto(self) -> bool:
         return self.clusterer == "dbscan" and self.clusterer_params.get("eps") == "auto"
 
+    @property
+    def auto_choice(self) -> bool:
+        """The job chooses the clustering's parameters within ``targets`` (jobs/autochoice):
+        DBSCAN's ``minPoints`` or KMeans'/GMM's ``k`` is ``"auto"`` (the default)."""
+        name = _AUTO_PARAMS.get(self.clusterer)
+        return name is not None and self.clusterer_params.get(name) == AUTO
+
     def to_dict(self) -> dict[str, Any]:
         """The config as logged to the trial and the run summary."""
         out = {k: v for k, v in self.__dict__.items() if k != "raw"}
         out["segments"] = self.segments.to_dict()
+        out["targets"] = self.targets.to_dict()
         return out
 
 
@@ -266,12 +283,15 @@ def parse_config(
     relative to the current directory.
     """
     problems: list[str] = []
-    allowed_top = {**_TOP, **{k: (dict,) for k in _TABLES}, "segments": (dict,)}
+    allowed_top = {**_TOP, **{k: (dict,) for k in _TABLES}, "segments": (dict,),
+                   "targets": (dict,)}  # fmt: skip
     top = _check_keys(problems, "config", data, allowed_top)
     tables = {name: _check_keys(problems, f"[{name}]", top.get(name, {}), _TABLES[name])
               for name in _TABLES}  # fmt: skip
     segments, segment_problems = check_settings(top.get("segments") or {})
     problems += segment_problems
+    targets, target_problems = check_targets(top.get("targets") or {})
+    problems += target_problems
 
     def resolve(path: str) -> str:
         relative = base_dir is not None and is_local(path) and not os.path.isabs(local_path(path))
@@ -309,19 +329,27 @@ def parse_config(
     check_reducer_params(problems, "[reducer]", rparams)
 
     clusterer, cparams = _algorithm_params(
-        problems, "[clusterer]", tables["clusterer"], CLUSTERERS, CLUSTERER_PARAMS, None
+        problems, "[clusterer]", tables["clusterer"], CLUSTERERS, SEGMENT_CLUSTERER_PARAMS, None
     )
+    if clusterer in _AUTO_PARAMS:
+        name = _AUTO_PARAMS[clusterer]
+        value = cparams.setdefault(name, AUTO)  # left out: the automatic choice
+        if isinstance(value, str) and value != AUTO:
+            problems.append(
+                f"[clusterer].params.{name}: {value!r}; accepted: an integer or 'auto' (the "
+                "default: chosen within [targets])"
+            )
+            cparams.pop(name)
     if clusterer == "dbscan":
         cparams.setdefault("eps", "auto")
-        cparams.setdefault("minPoints", 10)
         if "epsMultiple" in cparams and cparams["eps"] != "auto":
             problems.append(
                 f"[clusterer].params.epsMultiple: {cparams['epsMultiple']!r} with eps = "
                 f"{cparams['eps']!r}; accepted: epsMultiple only with eps = 'auto' (the default)"
             )
-    elif clusterer in ("kmeans", "gmm"):
-        cparams.setdefault("k", 4)
-    check_clusterer_params(problems, "[clusterer]", cparams)
+    check_clusterer_params(
+        problems, "[clusterer]", {k: v for k, v in cparams.items() if v != AUTO or k == "eps"}
+    )
 
     ev = tables["evaluation"]
     for name, low in (("sample_size", 2), ("repeats", 1)):
@@ -377,6 +405,7 @@ def parse_config(
         profile=out.get("profile", True),
         select=select,
         segments=segments,
+        targets=targets,
         raw=dict(data),
     )
 

@@ -312,6 +312,7 @@ def run_trial(
             }
             if base.evaluation:
                 metrics.update(segment.score_clustering(clustered, reduction.col, cfg, work.stages))
+                metrics.pop("silhouette_by_cluster", None)  # a trial's figures are scalars
         finally:
             clustered.unpersist()
         if config.stability_repeats:

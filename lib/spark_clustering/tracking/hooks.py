@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .core import Component, ParameterConflict, TrackingError, Trial
@@ -34,8 +36,23 @@ __all__ = [
     "log_input",
     "log_metrics",
     "log_output",
+    "muted",
     "set_tags",
 ]
+
+_MUTED = threading.local()
+
+
+@contextmanager
+def muted() -> Iterator[None]:
+    """Hooks log nothing inside the block (this thread): for work whose figures the caller
+    logs itself, such as the candidate fits of the automatic segment count."""
+    depth = getattr(_MUTED, "depth", 0)
+    _MUTED.depth = depth + 1
+    try:
+        yield
+    finally:
+        _MUTED.depth = depth
 
 
 def active_trial() -> Trial | None:
@@ -43,9 +60,13 @@ def active_trial() -> Trial | None:
     return _active()
 
 
+def _muted() -> bool:
+    return bool(getattr(_MUTED, "depth", 0))
+
+
 def _safely(what: str, action: Callable[[Trial], None]) -> None:
     t = _active()
-    if t is None:
+    if t is None or _muted():
         return
     try:
         action(t)
