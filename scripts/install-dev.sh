@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -e ".[test]"
 python3 -m pip install -q --no-deps "sagemaker_pyspark==1.4.5"
+# lifetimes ships the CDNOW transactions (a real public data set, examples/cdnow); only its data
+# file is read, the package is never imported, so its own dependencies are not needed.
+python3 -m pip install -q --no-deps "lifetimes==0.11.3"

@@ -91,6 +91,15 @@ def test_overrides_replace_file_values(good, tmp_path):
         ),
         ({"clusterer": {"algorithm": "kmeans", "params": {"k": 1}}}, "params.k: 1; accepted: >= 2"),
         (
+            {"clusterer": {"algorithm": "kmeans", "params": {"backend": "sagemaker"}}},
+            "[clusterer].params.k: 'auto' with backend = 'sagemaker' would start one SageMaker",
+        ),
+        (
+            {"clusterer": {"algorithm": "dbscan", "params": {"minPoints": "many"}}},
+            "[clusterer].params.minPoints: 'many'; accepted: an integer or 'auto'",
+        ),
+        ({"targets": {"max_noise": 1.0}}, "[targets].max_noise: 1.0; accepted: in [0, 1)"),
+        (
             {"clusterer": {"algorithm": "gmm", "params": {"eps": 1.0}}},
             "[clusterer].params: unknown key 'eps'",
         ),

@@ -340,6 +340,12 @@ def parse_config(
                 "default: chosen within [targets])"
             )
             cparams.pop(name)
+        elif value == AUTO and cparams.get("backend") == "sagemaker":
+            problems.append(
+                f"[clusterer].params.{name}: 'auto' with backend = 'sagemaker' would start one "
+                f"SageMaker training job per candidate; accepted: an integer {name} with that "
+                "backend (or choose it on another backend first)"
+            )
     if clusterer == "dbscan":
         cparams.setdefault("eps", "auto")
         if "epsMultiple" in cparams and cparams["eps"] != "auto":
