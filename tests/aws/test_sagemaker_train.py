@@ -222,6 +222,10 @@ def test_dry_run_prints_the_request_and_calls_nothing(tmp_path, capsys, monkeypa
          "accepted: exactly one of features, transactions"),
         (('base_name = "seg"', 'base_name = "seg_1"'), "[job].base_name='seg_1'"),
         (('role_arn = "', 'role_arn = "x'), "role_arn='xarn:aws:iam::"),
+        (("max_runtime_seconds = 3600", "max_runtime_seconds = 3600\ntraining_instance_count = 2"),
+         "training_instance_count=2; accepted: 1"),
+        (('"clusterer.params.k" = 6', '"output.path" = "s3://x/y"'),
+         "hyperparameter 'output.path' is unknown (set by the container from its channels)"),
     ],
 )  # fmt: skip
 def test_bad_configs_fail_before_aws(tmp_path, capsys, change, says):
@@ -231,3 +235,14 @@ def test_bad_configs_fail_before_aws(tmp_path, capsys, change, says):
                  "--dry-run"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and says in err, err
+
+
+def test_the_example_config_dry_runs(capsys):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "sagemaker-train.toml"
+    assert main(["sagemaker", "train", "--config", str(example), "--image", IMAGE,
+                 "--dry-run"]) == 0  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["HyperParameters"]["tracking.tracking_uri"].startswith("arn:aws:sagemaker:")
+    assert printed["ResourceConfig"]["VolumeKmsKeyId"] == "alias/sagemaker-volumes"

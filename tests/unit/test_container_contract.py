@@ -166,3 +166,26 @@ def test_a_bad_hyperparameter_fails_with_the_failure_file_before_spark(tmp_path,
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure.startswith("bad input: hyperparameter clusterer.params.k='three'")
     assert "error: sagemaker-train:" in capsys.readouterr().err
+
+
+def test_a_managed_mlflow_arn_reaches_the_segment_jobs_tracking(tmp_path, monkeypatch):
+    from spark_clustering.jobs.segment import tracking_options
+    from spark_clustering.tracking import config as tracking_config
+
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/segmentation"
+    real = tracking_config.importlib.util.find_spec
+    monkeypatch.setattr(
+        tracking_config.importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "sagemaker_mlflow" else real(name, *a),
+    )
+    paths = _tree(tmp_path)
+    config, _ = config_from_hyperparameters(
+        paths,
+        {"clusterer.algorithm": "kmeans", "tracking.backend": "mlflow",
+         "tracking.tracking_uri": arn},
+        str(tmp_path / "work"),
+        {"TRAINING_JOB_NAME": "seg-1"},
+    )  # fmt: skip
+    assert tracking_options(config) == {"backend": "mlflow", "tracking_uri": arn}
+    assert config.trial == "seg-1"

@@ -156,6 +156,13 @@ def parse_launch(data: Mapping[str, Any], source: str = "config") -> Launch:
         tables[name] = dict(value)
     sagemaker = SageMakerConfig.from_mapping(tables["sagemaker"])
     sagemaker.validate()
+    if sagemaker.training_instance_count != 1:
+        # Spark runs in local mode inside the container: more instances would each run the
+        # whole job, not one Spark cluster
+        raise ValueError(
+            f"[sagemaker].training_instance_count={sagemaker.training_instance_count}; "
+            "accepted: 1 (the container runs Spark on one instance; use EMR to scale out)"
+        )
     channels = {str(k): str(v) for k, v in tables["channels"].items()}
     for name, uri in channels.items():
         if name not in (*INPUT_CHANNELS, CONFIG_CHANNEL):
