@@ -79,7 +79,7 @@ def sdk(aws_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
 
-    return boto3.client("sagemaker", region_name="us-east-1")
+    return boto3.client("sagemaker", region_name="us-east-1", endpoint_url=aws_endpoint)
 
 
 def _config(tmp_path, text: str) -> str:
@@ -102,9 +102,12 @@ def _launch(monkeypatch, config: str, *extra: str) -> job.LaunchResult:
 
 
 def test_training_job_has_the_image_channels_hyperparameters_kms_vpc_and_tags(
-    sdk, tmp_path, monkeypatch, capsys
+    sdk, aws_endpoint, tmp_path, monkeypatch, capsys
 ):
-    config = _config(tmp_path, TRIAL)
+    # the endpoint from the config this time: the SDK's clients must use it too (the
+    # environment's points nowhere, so a client that ignores the config cannot reach AWS either)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    config = _config(tmp_path, TRIAL.replace("[job]", f'endpoint_url = "{aws_endpoint}"\n[job]'))
     result = _launch(monkeypatch, config, "--instance-type", "ml.g5.xlarge")
     assert result.kind == "training-job"
     assert f"training-job {result.name} created" in capsys.readouterr().out

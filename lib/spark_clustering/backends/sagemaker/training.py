@@ -309,16 +309,26 @@ def _complete_tuning_request(config: SageMakerConfig, params: dict[str, Any]) ->
 
 
 def _session(config: SageMakerConfig) -> tuple[Any, Any]:
-    """(boto3 session, SDK Session) for the configured region, profile and endpoint."""
+    """(boto3 session, SDK Session) for the configured region, profile and endpoint.
+
+    The SDK builds its own clients from the boto3 session (``session.client(service, region,
+    config=...)``); a configured endpoint override reaches them through this session's
+    ``client``, as it reaches ours through :func:`clients.boto3_client`.
+    """
+    import boto3
     from sagemaker.core.helper.session_helper import Session
 
-    from .clients import boto3_client, boto3_session
+    from .clients import boto3_client
 
-    boto_session = boto3_session(config)
     url = config.resolved_endpoint_url()
-    if url:
-        # the SDK builds its own clients from the session: they must see the override too
-        boto_session._session.set_config_variable("endpoint_url", url)
+
+    class ConfiguredSession(boto3.session.Session):  # type: ignore[misc]
+        def client(self, *args: Any, **kwargs: Any) -> Any:
+            if url and not kwargs.get("endpoint_url"):
+                kwargs["endpoint_url"] = url
+            return super().client(*args, **kwargs)
+
+    boto_session = ConfiguredSession(region_name=config.region, profile_name=config.profile_name)
     sm = boto3_client(config, "sagemaker")
     return boto_session, Session(boto_session=boto_session, sagemaker_client=sm)
 
