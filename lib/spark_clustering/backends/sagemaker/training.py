@@ -322,7 +322,7 @@ def _session(config: SageMakerConfig) -> tuple[Any, Any]:
 
     url = config.resolved_endpoint_url()
 
-    class ConfiguredSession(boto3.session.Session):  # type: ignore[misc]
+    class ConfiguredSession(boto3.session.Session):
         def client(self, *args: Any, **kwargs: Any) -> Any:
             if url and not kwargs.get("endpoint_url"):
                 kwargs["endpoint_url"] = url
