@@ -37,18 +37,6 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,15}$")
 
 
 @dataclass(frozen=True)
-class Tuning:
-    """A sweep as one tuning job: ``ranges`` over ``objective`` (a container metric)."""
-
-    objective: str
-    objective_type: str
-    ranges: dict[str, Any]
-    max_jobs: int
-    max_parallel_jobs: int
-    strategy: str = "Bayesian"
-
-
-@dataclass(frozen=True)
 class Launch:
     """A checked ``sagemaker train`` config."""
 
@@ -56,7 +44,7 @@ class Launch:
     channels: dict[str, str]
     hyperparameters: dict[str, str]
     base_name: str = "segment"
-    tuning: Tuning | None = None
+    sweep: Any = None  # training.Sweep or None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -104,8 +92,8 @@ def _check_ranges(ranges: Any) -> dict[str, Any]:
     return dict(ranges)
 
 
-def _tuning(table: Mapping[str, Any]) -> Tuning:
-    from ..backends.sagemaker.training import OBJECTIVE_TYPES, TUNING_STRATEGIES
+def _sweep(table: Mapping[str, Any]) -> Any:
+    from ..backends.sagemaker.training import OBJECTIVE_TYPES, TUNING_STRATEGIES, Sweep
     from .container import METRICS
 
     unknown = sorted(set(table) - set(TUNING_KEYS))
@@ -131,7 +119,7 @@ def _tuning(table: Mapping[str, Any]) -> Tuning:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"[tuning].{name}={value!r}; accepted: an integer >= 1")
         counts[name] = value
-    return Tuning(
+    return Sweep(
         objective=objective,
         objective_type=kind,
         ranges=_check_ranges(table.get("ranges")),
@@ -185,86 +173,49 @@ def parse_launch(data: Mapping[str, Any], source: str = "config") -> Launch:
             f"[job].base_name={base_name!r}; accepted: 1-16 letters, digits and hyphens "
             "(a timestamp is appended)"
         )
-    tuning = _tuning(tables["tuning"]) if "tuning" in data else None
-    if tuning is not None:
-        clash = sorted(set(tuning.ranges) & set(hyperparameters))
+    sweep = _sweep(tables["tuning"]) if "tuning" in data else None
+    if sweep is not None:
+        clash = sorted(set(sweep.ranges) & set(hyperparameters))
         if clash:
             raise ValueError(f"{clash} are both [hyperparameters] and [tuning.ranges]; keep one")
-    return Launch(sagemaker, channels, hyperparameters, base_name, tuning, dict(data))
+    return Launch(sagemaker, channels, hyperparameters, base_name, sweep, dict(data))
 
 
 def load_launch(path: str) -> Launch:
     """Read and check a ``sagemaker train`` config file (TOML)."""
-    import tomllib
+    from .segment_config import read_toml
 
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"config file {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     return parse_launch(data, path)
+
+
+def spec(launch: Launch, image: str, instance_type: str | None) -> Any:
+    """The :class:`~spark_clustering.backends.sagemaker.training.TrainingSpec` of ``launch``."""
+    from ..backends.sagemaker.training import TrainingSpec
+    from .container import metric_definitions
+
+    return TrainingSpec(
+        image=image,
+        channels=launch.channels,
+        hyperparameters=launch.hyperparameters,
+        metric_definitions=metric_definitions(),
+        instance_type=instance_type,
+        sweep=launch.sweep,
+    )
 
 
 def request(launch: Launch, image: str, instance_type: str | None, name: str) -> dict[str, Any]:
     """The Create* request ``launch`` makes (what ``--dry-run`` prints)."""
-    from ..backends.sagemaker import training
-    from .container import metric_definitions
+    from ..backends.sagemaker.training import build_request
 
-    common: dict[str, Any] = {
-        "image": image,
-        "name": name,
-        "channels": launch.channels,
-        "metric_definitions": metric_definitions(),
-        "instance_type": instance_type,
-    }
-    if launch.tuning is None:
-        return training.training_request(
-            launch.sagemaker, hyperparameters=launch.hyperparameters, **common
-        )
-    t = launch.tuning
-    return training.tuning_request(
-        launch.sagemaker,
-        static_hyperparameters=launch.hyperparameters,
-        ranges=t.ranges,
-        objective=t.objective,
-        objective_type=t.objective_type,
-        max_jobs=t.max_jobs,
-        max_parallel_jobs=t.max_parallel_jobs,
-        strategy=t.strategy,
-        **common,
-    )
+    return build_request(launch.sagemaker, spec(launch, image, instance_type), name)
 
 
 def submit(launch: Launch, image: str, instance_type: str | None) -> Any:
-    """Create the training (or tuning) job through the SDK; the :class:`LaunchResult`."""
-    from ..backends.sagemaker import training
-    from .container import metric_definitions
+    """Create the training (or tuning) job through the SDK; the ``LaunchResult``."""
+    from ..backends.sagemaker.training import launch as create
 
-    common: dict[str, Any] = {
-        "image": image,
-        "base_name": launch.base_name,
-        "channels": launch.channels,
-        "metric_definitions": metric_definitions(),
-        "instance_type": instance_type,
-    }
-    if launch.tuning is None:
-        return training.launch_training(
-            launch.sagemaker, hyperparameters=launch.hyperparameters, **common
-        )
-    t = launch.tuning
-    return training.launch_tuning(
-        launch.sagemaker,
-        static_hyperparameters=launch.hyperparameters,
-        ranges=t.ranges,
-        objective=t.objective,
-        objective_type=t.objective_type,
-        max_jobs=t.max_jobs,
-        max_parallel_jobs=t.max_parallel_jobs,
-        strategy=t.strategy,
-        **common,
-    )
+    return create(launch.sagemaker, spec(launch, image, instance_type), launch.base_name)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

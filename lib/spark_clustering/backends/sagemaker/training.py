@@ -2,14 +2,14 @@
 
 Two layers:
 
-- :func:`training_request` and :func:`tuning_request` translate a :class:`SageMakerConfig`
-  (role, instances, KMS keys, VPC, network isolation, tags), an image, channels and
-  hyperparameters into the ``CreateTrainingJob`` / ``CreateHyperParameterTuningJob`` request, in
-  boto3's shape. They need no SDK and no AWS: ``spark-clustering sagemaker train --dry-run``
-  prints them.
-- :func:`launch_training` and :func:`launch_tuning` send the same job through the ``sagemaker``
-  SDK's ``ModelTrainer`` and ``HyperparameterTuner`` (``sagemaker-train``, imported only here)
-  and return the request the SDK sent, captured by a botocore hook on the session.
+- :func:`build_request` (:func:`training_request`, :func:`tuning_request`) translates a
+  :class:`SageMakerConfig` (role, instances, KMS keys, VPC, network isolation, tags) and a
+  :class:`TrainingSpec` (image, channels, hyperparameters, metric definitions, a sweep) into the
+  ``CreateTrainingJob`` / ``CreateHyperParameterTuningJob`` request, in boto3's shape. No SDK
+  and no AWS: ``spark-clustering sagemaker train --dry-run`` prints it.
+- :func:`launch` sends the same job through the ``sagemaker`` SDK's ``ModelTrainer`` or
+  ``HyperparameterTuner`` (imported only there) and returns the request the SDK sent, captured
+  by a botocore hook on the session.
 
 The SDK's tuner (sagemaker-train 1.27) builds the tuning job's training definition without the
 volume KMS key and without network isolation; :func:`_complete_tuning_request` adds them to the
@@ -35,10 +35,12 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LaunchResult",
+    "Sweep",
+    "TrainingSpec",
+    "build_request",
     "check_request",
     "job_name",
-    "launch_training",
-    "launch_tuning",
+    "launch",
     "training_request",
     "tuning_request",
 ]
@@ -55,6 +57,35 @@ class LaunchResult:
     name: str
     kind: str  # "training-job" | "tuning-job"
     request: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Trials as one tuning job: ``ranges`` of hyperparameters, ``objective`` a metric.
+
+    ``ranges`` maps a hyperparameter to a list of values (categorical) or to
+    ``{"min": .., "max": .., "scaling": "Auto"}`` (integer when both ends are integers).
+    """
+
+    ranges: Mapping[str, Any]
+    objective: str
+    objective_type: str = "Maximize"
+    max_jobs: int = 10
+    max_parallel_jobs: int = 2
+    strategy: str = "Bayesian"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What the job runs: the image, its channels (name -> ``s3://``), its hyperparameters (the
+    static ones of a sweep), the metric definitions, and a :class:`Sweep` or None (one trial)."""
+
+    image: str
+    channels: Mapping[str, str]
+    hyperparameters: Mapping[str, str]
+    metric_definitions: Sequence[Mapping[str, str]]
+    instance_type: str | None = None
+    sweep: Sweep | None = None
 
 
 def job_name(base: str) -> str:
@@ -100,39 +131,30 @@ def _resources(config: SageMakerConfig, instance_type: str | None) -> dict[str, 
     return out
 
 
-def training_request(
-    config: SageMakerConfig,
-    *,
-    image: str,
-    name: str,
-    channels: Mapping[str, str],
-    hyperparameters: Mapping[str, str],
-    metric_definitions: Sequence[Mapping[str, str]],
-    instance_type: str | None = None,
-) -> dict[str, Any]:
+def training_request(config: SageMakerConfig, spec: TrainingSpec, name: str) -> dict[str, Any]:
     """The ``CreateTrainingJob`` request of one trial (boto3's shape).
 
     Examples
     --------
     >>> cfg = SageMakerConfig(region="eu-west-1", role_arn="arn:aws:iam::123456789012:role/sm",
-    ...     staging_prefix="s3://b/seg", network_isolation=True)
-    >>> r = training_request(cfg, image="img", name="seg-1", channels={"features": "s3://b/f"},
-    ...     hyperparameters={"clusterer.params.k": "8"}, metric_definitions=[])
+    ...     staging_prefix="s3://bkt/seg", network_isolation=True)
+    >>> spec = TrainingSpec("img", {"features": "s3://bkt/f"}, {"clusterer.params.k": "8"}, [])
+    >>> r = training_request(cfg, spec, "seg-1")
     >>> r["EnableNetworkIsolation"], r["OutputDataConfig"]["S3OutputPath"]
-    (True, 's3://b/seg/training')
+    (True, 's3://bkt/seg/training')
     """
     request: dict[str, Any] = {
         "TrainingJobName": name,
-        "HyperParameters": dict(hyperparameters),
+        "HyperParameters": dict(spec.hyperparameters),
         "AlgorithmSpecification": {
-            "TrainingImage": image,
+            "TrainingImage": spec.image,
             "TrainingInputMode": "File",
-            "MetricDefinitions": [dict(m) for m in metric_definitions],
+            "MetricDefinitions": [dict(m) for m in spec.metric_definitions],
         },
         "RoleArn": config.role_arn,
-        "InputDataConfig": _channels(channels),
+        "InputDataConfig": _channels(spec.channels),
         "OutputDataConfig": _output(config),
-        "ResourceConfig": _resources(config, instance_type),
+        "ResourceConfig": _resources(config, spec.instance_type),
         "StoppingCondition": {"MaxRuntimeInSeconds": config.max_runtime_seconds},
         "EnableNetworkIsolation": config.network_isolation,
     }
@@ -163,36 +185,11 @@ def _ranges(ranges: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def tuning_request(
-    config: SageMakerConfig,
-    *,
-    image: str,
-    name: str,
-    channels: Mapping[str, str],
-    static_hyperparameters: Mapping[str, str],
-    ranges: Mapping[str, Any],
-    objective: str,
-    objective_type: str,
-    metric_definitions: Sequence[Mapping[str, str]],
-    max_jobs: int,
-    max_parallel_jobs: int,
-    strategy: str = "Bayesian",
-    instance_type: str | None = None,
-) -> dict[str, Any]:
-    """The ``CreateHyperParameterTuningJob`` request of a sweep over the container's metric.
-
-    ``ranges`` maps a hyperparameter to a list of values (categorical) or to
-    ``{"min": .., "max": .., "scaling": "Auto"}`` (integer when both ends are integers).
-    """
-    trial = training_request(
-        config,
-        image=image,
-        name=name,
-        channels=channels,
-        hyperparameters=static_hyperparameters,
-        metric_definitions=metric_definitions,
-        instance_type=instance_type,
-    )
+def tuning_request(config: SageMakerConfig, spec: TrainingSpec, name: str) -> dict[str, Any]:
+    """The ``CreateHyperParameterTuningJob`` request of ``spec.sweep`` (boto3's shape)."""
+    sweep = spec.sweep
+    assert sweep is not None, "a tuning job needs a sweep"
+    trial = training_request(config, spec, name)
     definition: dict[str, Any] = {
         "StaticHyperParameters": trial["HyperParameters"],
         "AlgorithmSpecification": trial["AlgorithmSpecification"],
@@ -211,13 +208,16 @@ def tuning_request(
     request: dict[str, Any] = {
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "HyperParameterTuningJobObjective": {"Type": objective_type, "MetricName": objective},
-            "ResourceLimits": {
-                "MaxNumberOfTrainingJobs": max_jobs,
-                "MaxParallelTrainingJobs": max_parallel_jobs,
+            "Strategy": sweep.strategy,
+            "HyperParameterTuningJobObjective": {
+                "Type": sweep.objective_type,
+                "MetricName": sweep.objective,
             },
-            "ParameterRanges": _ranges(ranges),
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": sweep.max_jobs,
+                "MaxParallelTrainingJobs": sweep.max_parallel_jobs,
+            },
+            "ParameterRanges": _ranges(sweep.ranges),
             "TrainingJobEarlyStoppingType": "Off",
         },
         "TrainingJobDefinition": definition,
@@ -225,6 +225,13 @@ def tuning_request(
     if config.tags:
         request["Tags"] = config.tag_list()
     return request
+
+
+def build_request(config: SageMakerConfig, spec: TrainingSpec, name: str) -> dict[str, Any]:
+    """The request :func:`launch` makes: a training job, or a tuning job for a sweep."""
+    if spec.sweep is None:
+        return training_request(config, spec, name)
+    return tuning_request(config, spec, name)
 
 
 # --------------------------------------------------------------------------- the SDK
@@ -333,16 +340,7 @@ def _session(config: SageMakerConfig) -> tuple[Any, Any]:
     return boto_session, Session(boto_session=boto_session, sagemaker_client=sm)
 
 
-def _trainer(
-    config: SageMakerConfig,
-    session: Any,
-    *,
-    image: str,
-    base_name: str,
-    hyperparameters: Mapping[str, str],
-    metric_definitions: Sequence[Mapping[str, str]],
-    instance_type: str | None,
-) -> Any:
+def _trainer(config: SageMakerConfig, session: Any, spec: TrainingSpec, base_name: str) -> Any:
     from sagemaker.core.shapes import MetricDefinition, Tag
     from sagemaker.core.training.configs import (
         Compute,
@@ -353,7 +351,7 @@ def _trainer(
     from sagemaker.train import ModelTrainer
 
     compute = Compute(
-        instance_type=instance_type or config.training_instance_type,
+        instance_type=spec.instance_type or config.training_instance_type,
         instance_count=config.training_instance_count,
         volume_size_in_gb=config.volume_size_gb,
         volume_kms_key_id=config.volume_kms_key_id,
@@ -371,51 +369,18 @@ def _trainer(
     trainer = ModelTrainer(
         sagemaker_session=session,
         role=config.role_arn,
-        training_image=image,
+        training_image=spec.image,
         base_job_name=base_name,
         compute=compute,
         networking=networking,
         stopping_condition=StoppingCondition(max_runtime_in_seconds=config.max_runtime_seconds),
         output_data_config=output,
-        hyperparameters=dict(hyperparameters),
+        hyperparameters=dict(spec.hyperparameters),
         tags=[Tag(key=k, value=v) for k, v in config.tags] or None,
     )
     return trainer.with_metric_definitions(
-        [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions]
+        [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in spec.metric_definitions]
     )
-
-
-def launch_training(
-    config: SageMakerConfig,
-    *,
-    image: str,
-    base_name: str,
-    channels: Mapping[str, str],
-    hyperparameters: Mapping[str, str],
-    metric_definitions: Sequence[Mapping[str, str]],
-    instance_type: str | None = None,
-) -> LaunchResult:
-    """Create the training job of one trial through the SDK's ``ModelTrainer`` (no wait)."""
-    config.validate()
-    _sdk()
-    from sagemaker.core.training.configs import InputData
-
-    boto_session, session = _session(config)
-    capture = _Capture(config, "CreateTrainingJob")
-    capture.register(boto_session)
-    trainer = _trainer(
-        config,
-        session,
-        image=image,
-        base_name=base_name,
-        hyperparameters=hyperparameters,
-        metric_definitions=metric_definitions,
-        instance_type=instance_type,
-    )
-    inputs = [InputData(channel_name=n, data_source=uri) for n, uri in channels.items()]
-    trainer.train(input_data_config=inputs, wait=False, logs=False)
-    assert capture.request is not None, "the SDK sent no CreateTrainingJob"
-    return LaunchResult(capture.request["TrainingJobName"], "training-job", capture.request)
 
 
 def _parameter_ranges(ranges: Mapping[str, Any]) -> dict[str, Any]:
@@ -440,54 +405,40 @@ def _parameter_ranges(ranges: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def launch_tuning(
-    config: SageMakerConfig,
-    *,
-    image: str,
-    base_name: str,
-    channels: Mapping[str, str],
-    static_hyperparameters: Mapping[str, str],
-    ranges: Mapping[str, Any],
-    objective: str,
-    objective_type: str,
-    metric_definitions: Sequence[Mapping[str, str]],
-    max_jobs: int,
-    max_parallel_jobs: int,
-    strategy: str = "Bayesian",
-    instance_type: str | None = None,
-) -> LaunchResult:
-    """Create a tuning job (a sweep) through the SDK's ``HyperparameterTuner`` (no wait)."""
+def launch(config: SageMakerConfig, spec: TrainingSpec, base_name: str) -> LaunchResult:
+    """Create the job through the SDK, without waiting: a training job (``ModelTrainer``) for
+    one trial, a tuning job (``HyperparameterTuner``) for a sweep. Returns the request sent."""
     config.validate()
     _sdk()
     from sagemaker.core.training.configs import InputData
-    from sagemaker.train.tuner import HyperparameterTuner
 
+    sweep = spec.sweep
+    operation = "CreateTrainingJob" if sweep is None else "CreateHyperParameterTuningJob"
     boto_session, session = _session(config)
-    capture = _Capture(config, "CreateHyperParameterTuningJob")
+    capture = _Capture(config, operation)
     capture.register(boto_session)
-    trainer = _trainer(
-        config,
-        session,
-        image=image,
-        base_name=base_name,
-        hyperparameters=static_hyperparameters,
-        metric_definitions=metric_definitions,
-        instance_type=instance_type,
-    )
-    tuner = HyperparameterTuner(
-        model_trainer=trainer,
-        objective_metric_name=objective,
-        hyperparameter_ranges=_parameter_ranges(ranges),
-        metric_definitions=[dict(m) for m in metric_definitions],
-        strategy=strategy,
-        objective_type=objective_type,
-        max_jobs=max_jobs,
-        max_parallel_jobs=max_parallel_jobs,
-        tags=config.tag_list() or None,
-        base_tuning_job_name=base_name,
-    )
-    inputs = [InputData(channel_name=n, data_source=uri) for n, uri in channels.items()]
-    tuner.tune(inputs=inputs, job_name=job_name(base_name), wait=False)
-    assert capture.request is not None, "the SDK sent no CreateHyperParameterTuningJob"
+    trainer = _trainer(config, session, spec, base_name)
+    inputs = [InputData(channel_name=n, data_source=uri) for n, uri in spec.channels.items()]
+    if sweep is None:
+        trainer.train(input_data_config=inputs, wait=False, logs=False)
+    else:
+        from sagemaker.train.tuner import HyperparameterTuner
+
+        tuner = HyperparameterTuner(
+            model_trainer=trainer,
+            objective_metric_name=sweep.objective,
+            hyperparameter_ranges=_parameter_ranges(sweep.ranges),
+            metric_definitions=[dict(m) for m in spec.metric_definitions],
+            strategy=sweep.strategy,
+            objective_type=sweep.objective_type,
+            max_jobs=sweep.max_jobs,
+            max_parallel_jobs=sweep.max_parallel_jobs,
+            tags=config.tag_list() or None,
+            base_tuning_job_name=base_name,
+        )
+        tuner.tune(inputs=inputs, job_name=job_name(base_name), wait=False)
+    assert capture.request is not None, f"the SDK sent no {operation}"
+    if sweep is None:
+        return LaunchResult(capture.request["TrainingJobName"], "training-job", capture.request)
     name = capture.request["HyperParameterTuningJobName"]
     return LaunchResult(name, "tuning-job", copy.deepcopy(capture.request))
