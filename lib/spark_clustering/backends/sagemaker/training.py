@@ -45,6 +45,7 @@ __all__ = [
     "tuning_request",
 ]
 
+#: the SDK v3's training package (``sagemaker`` 3.x installs it too)
 SDK_PACKAGE = "sagemaker-train>=1.27,<2"
 TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 OBJECTIVE_TYPES = ("Maximize", "Minimize")
