@@ -189,3 +189,25 @@ def test_a_managed_mlflow_arn_reaches_the_segment_jobs_tracking(tmp_path, monkey
     )  # fmt: skip
     assert tracking_options(config) == {"backend": "mlflow", "tracking_uri": arn}
     assert config.trial == "seg-1"
+
+
+def test_a_failure_of_the_job_is_written_for_sagemaker_and_exits_1(tmp_path, monkeypatch):
+    from spark_clustering.jobs import entry, segment
+
+    paths = _tree(tmp_path)
+    (tmp_path / "input" / "config").mkdir(parents=True)
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({"clusterer.algorithm": "kmeans"})
+    )
+
+    def fail(spark, config):
+        raise RuntimeError("executor lost while writing the assignments")
+
+    monkeypatch.setattr(entry, "start_spark", lambda *a, **k: None)
+    monkeypatch.setattr(segment, "run_segment", fail)
+    monkeypatch.setenv("SPARK_CLUSTERING_LOG_DIR", str(tmp_path / "logs"))
+    lines: list[str] = []
+    assert container.train(paths, env={}, printer=lines.append) == 1
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure == "RuntimeError: executor lost while writing the assignments"
+    assert lines == []  # no metric line for a failed job
