@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "transitions": "spark_clustering.jobs.transitions",
     "history": "spark_clustering.jobs.history",
     "emr": "spark_clustering.jobs.emr",
+    "sagemaker": "spark_clustering.jobs.sagemaker",
 }
 
 

@@ -94,8 +94,9 @@ def test_gpu_kernel_without_cuml_raises_import_error():
 def test_package_imports_on_a_bare_driver():
     code = (
         "import sys, spark_clustering, spark_clustering.base, spark_clustering.cli;"
+        "spark_clustering.cli.build_parser();"
         "heavy = [m for m in ('pyspark', 'numba', 'cuml', 'cupy', 'boto3', 'umap', 'mlflow',"
-        " 'sklearn') if m in sys.modules];"
+        " 'sklearn', 'sagemaker') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -21,6 +21,7 @@ from typing import Any
 import tomllib
 
 from ..base import ProblemsError
+from ..tracking.config import check_tracking_uri
 from .autochoice import AUTO, Targets, check_targets
 from .identity import MatchSettings, check_settings
 from .io import is_local, local_path
@@ -368,6 +369,11 @@ def parse_config(
         problems.append(
             f"[tracking].backend: {backend!r}; accepted: {', '.join(TRACKING_BACKENDS)}"
         )
+    if tr.get("tracking_uri"):
+        try:
+            check_tracking_uri(tr["tracking_uri"], "[tracking].tracking_uri")
+        except ValueError as exc:
+            problems.append(str(exc))
 
     out = tables["output"]
     if "path" not in out:

@@ -7,8 +7,10 @@ Precedence, highest first: keyword arguments, environment variables, the config 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,13 @@ ENV_VARS: dict[str, str] = {
     "SPARK_CLUSTERING_TRACKING_ARTIFACTS": "artifact_uri",
 }
 CONFIG_ENV = "SPARK_CLUSTERING_TRACKING_CONFIG"
+
+#: SageMaker's managed MLflow: a tracking server's ARN is the tracking URI (sagemaker-mlflow)
+MLFLOW_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z]{2}(-[a-z]+)+-\d:\d{12}:mlflow-tracking-server/"
+    r"[A-Za-z0-9](-*[A-Za-z0-9]){0,255}$"
+)
+MLFLOW_PLUGIN = "sagemaker_mlflow"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -104,6 +113,43 @@ _INT_LIMITS = {
 }
 
 
+def check_tracking_uri(value: str, name: str = "tracking_uri") -> str:
+    """``value`` if it is a usable MLflow tracking URI, else ``ValueError`` naming ``name``.
+
+    An ARN must be a SageMaker MLflow tracking server's,
+    ``arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>``, and needs the
+    ``sagemaker-mlflow`` plugin, which signs MLflow's requests with the AWS credentials; other
+    URIs (``sqlite:///...``, ``http(s)://...``, ``databricks``, a path) are MLflow's to check.
+
+    Examples
+    --------
+    >>> check_tracking_uri("sqlite:///mlflow.db")
+    'sqlite:///mlflow.db'
+    >>> check_tracking_uri("arn:aws:sagemaker:eu-west-1:123456789012:training-job/x")
+    Traceback (most recent call last):
+    ...
+    ValueError: tracking_uri='arn:aws:sagemaker:eu-west-1:123456789012:training-job/x' is not \
+valid; accepted: a SageMaker MLflow tracking server ARN \
+'arn:aws:sagemaker:<region>:<12-digit account>:mlflow-tracking-server/<name>' or an MLflow \
+tracking URI (sqlite:///..., http(s)://..., databricks)
+    """
+    if not value.startswith("arn:"):
+        return value
+    if not MLFLOW_ARN.match(value):
+        raise ValueError(
+            f"{name}={value!r} is not valid; accepted: a SageMaker MLflow tracking server ARN "
+            "'arn:aws:sagemaker:<region>:<12-digit account>:mlflow-tracking-server/<name>' or an "
+            "MLflow tracking URI (sqlite:///..., http(s)://..., databricks)"
+        )
+    if importlib.util.find_spec(MLFLOW_PLUGIN) is None:
+        raise ValueError(
+            f"{name}={value!r} is a SageMaker managed MLflow tracking server, which needs the "
+            "sagemaker-mlflow package (not installed): pip install "
+            "'spark-clustering[sagemaker-mlflow]'"
+        )
+    return value
+
+
 def _to_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -141,6 +187,8 @@ def _check(name: str, value: Any) -> Any:
         return number
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{name}={value!r} is not valid; accepted: a string")
+    if name == "tracking_uri" and value:
+        check_tracking_uri(value)
     if name == "artifact_uri" and value and not value.startswith("s3://"):
         raise ValueError(f"artifact_uri={value!r} is not valid; accepted: s3://bucket/prefix")
     return value or None
