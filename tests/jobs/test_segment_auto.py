@@ -102,6 +102,38 @@ def test_no_candidate_within_the_targets_takes_the_closest(spark, data):
     assert "no candidate met the targets" in report.read_text()
 
 
+def test_dbscan_folds_clusters_below_the_smallest_share_into_noise(spark, data, tmp_path):
+    from spark_clustering.jobs.score import main as score
+
+    # a 15% floor: the 24-customer blob (9%) is no segment; its customers become noise (9%,
+    # within max_noise), in the fit and wherever the model is applied
+    clusterer = 'algorithm = "dbscan"\nparams = { epsSampleSize = 500 }'
+    summary, _ = _run(spark, data, "auto-fold", clusterer, "min_share = 0.15")
+    auto = summary["auto"]
+    assert auto["within_targets"] and summary["n_clusters"] == 2
+    assert (
+        len(auto["noise_clusters"]) == 1
+        and auto["candidates"][auto["chosen"]]["folded_clusters"] == 1
+    )
+    _, features, truth = data
+    small = {i for i, t in truth.items() if t == 2}
+    out = data[0] / "auto-fold"
+    fitted = {r["customer_id"]: r for r in read_assignments(spark, str(out)).collect()}
+    assert {i for i, r in fitted.items() if r["is_noise"]} >= small
+    assert summary["n_noise"] == sum(r["is_noise"] for r in fitted.values()) <= 0.10 * sum(SIZES)
+    run = current_run(None, str(out), DATE)
+    meta = json.loads(Path(run.model, "pipeline.json").read_text())
+    assert meta["noise_clusters"] == auto["noise_clusters"]
+    # scoring the same customers gives the same labels, the folded cluster as noise
+    scored = tmp_path / "scored"
+    assert score(["--model", str(out), "--input", features, "--output", str(scored),
+                  "--run-date", DATE, "--no-drift-check"]) == 0  # fmt: skip
+    again = {r["customer_id"]: r for r in spark.read.parquet(str(scored)).collect()}
+    assert {i: r["cluster"] for i, r in again.items()} == {
+        i: r["cluster"] for i, r in fitted.items()
+    }
+
+
 def test_explicit_parameters_skip_the_choice(spark, data):
     summary, ari = _run(
         spark, data, "explicit", 'algorithm = "kmeans"\nparams = { k = 3, seed = 1 }'

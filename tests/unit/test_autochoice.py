@@ -30,7 +30,9 @@ def test_default_targets_and_their_checks():
     ]
 
 
-@pytest.mark.parametrize(("n", "expected"), [(300, [10]), (23_570, [10, 24]), (10**6, [10, 200])])
+@pytest.mark.parametrize(
+    ("n", "expected"), [(300, [10]), (3000, [10, 15]), (23_570, [24, 118]), (10**6, [200])]
+)
 def test_min_points_tied_to_the_smallest_share(n, expected):
     assert min_points_candidates(n, Targets()) == expected
 
@@ -41,7 +43,7 @@ def test_grids():
     assert grid("gmm", {"k": "auto"}, 3, t) == [{"k": 2}]  # never more clusters than rows - 1
     dbscan = grid("dbscan", {"minPoints": "auto", "eps": "auto"}, 23_570, t)
     assert len(dbscan) == 2 * len(EPS_MULTIPLES) and dbscan[0] == {
-        "minPoints": 10,
+        "minPoints": 24,
         "epsMultiple": 1.0,
     }
     assert grid("dbscan", {"minPoints": "auto", "eps": 0.5}, 300, t) == [

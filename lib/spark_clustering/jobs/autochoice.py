@@ -6,11 +6,14 @@ to ``"auto"``, lets the job choose. The business states its targets in its own t
 segments (``max_segments``) and the most noise accepted (``max_noise``). The job then fits every
 candidate on the reduction it already holds (persisted once, reused by each fit):
 
-* DBSCAN: eps at multiples of the knee of the k-distance graph (:data:`EPS_MULTIPLES`), for one
-  or two ``minPoints`` values, 10 and one tied to the smallest segment share
-  (``min_share * n / 10`` clamped to 10..200: a dense core of a tenth of the smallest segment).
-  A larger multiple only merges clusters, so a ``minPoints`` stops at the first multiple that
-  leaves fewer than two segments.
+* DBSCAN: eps at multiples of the knee of the k-distance graph (:data:`EPS_MULTIPLES`), for two
+  ``minPoints`` tied to the smallest segment worth having, ``min_share * n / 10`` and
+  ``min_share * n / 2`` (each clamped to 10..200: a dense core of a tenth, or half, of the
+  smallest segment). A larger multiple only merges clusters, so a ``minPoints`` stops at the
+  first multiple that leaves fewer than two segments. DBSCAN also finds clusters far smaller
+  than any segment a business would act on (a few dozen identical one-time buyers): a cluster
+  below ``min_share`` is folded into noise (its customers count as noise, and ``score`` folds
+  them the same way), so the noise target bounds how much is folded.
 * KMeans and GMM: ``k`` from 2 to ``max_segments``.
 
 Each candidate's sizes say whether it is within the targets. Among those that are, the choice is
@@ -88,9 +91,9 @@ def check_targets(table: Mapping[str, Any]) -> tuple[Targets, list[str]]:
 
 def min_points_candidates(n: int, targets: Targets) -> list[int]:
     """DBSCAN's ``minPoints`` candidates for ``n`` customers (see the module docstring)."""
-    share = round(targets.min_share * n / 10)
-    tied = min(MIN_POINTS_CAP, max(MIN_POINTS_BASE, share))
-    return sorted({MIN_POINTS_BASE, tied})
+    smallest = targets.min_share * n
+    tied = [min(MIN_POINTS_CAP, max(MIN_POINTS_BASE, round(smallest / d))) for d in (10, 2)]
+    return sorted(set(tied))
 
 
 @dataclass
@@ -104,6 +107,7 @@ class Candidate:
     within: bool
     violation: float
     criterion: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
     #: the fitted model and its persisted output while this candidate is the best so far
     fitted: Any = field(default=None, repr=False)
 
@@ -116,6 +120,7 @@ class Candidate:
             "within_targets": self.within,
             "violation": self.violation,
             "criterion": None if math.isnan(self.criterion) else self.criterion,
+            **self.extra,
         }
 
     def label(self) -> str:
@@ -198,6 +203,7 @@ def choose(
     criterion: Callable[[Any, DataFrame], float],
     knee: Callable[[int], Any] | None = None,
     release: Callable[[DataFrame], Any] = lambda df: df.unpersist(),
+    details: Callable[[Any], Mapping[str, Any]] = lambda model: {},
 ) -> Choice:
     """Fit every candidate of :func:`grid` and keep the preferred one.
 
@@ -221,6 +227,8 @@ def choose(
         DBSCAN: ``knee(minPoints)`` -> the k-distance graph (``.eps`` its knee).
     release : callable
         Frees an output that is not (or no longer) the best.
+    details : callable
+        More figures of a fitted candidate for its record (``details(model)``).
 
     Returns
     -------
@@ -244,7 +252,7 @@ def choose(
                 p["eps"] = float(graphs[m].eps) * float(p["epsMultiple"])
         model, out = fit(p)
         count, noise, smallest, within, violation = assess(sizes(out), targets)
-        c = Candidate(p, count, noise, smallest, within, violation)
+        c = Candidate(p, count, noise, smallest, within, violation, extra=dict(details(model)))
         # the criterion is only worth its cost where the candidate can still be chosen
         if count >= 2 and (within or best is None or not best.within):
             c.criterion = float(criterion(model, out))

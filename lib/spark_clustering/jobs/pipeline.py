@@ -205,8 +205,22 @@ def load_pipeline(spark: SparkSession, path: str) -> tuple[str, dict[str, Any]]:
 def apply_pipeline(
     spark: SparkSession, root: str, meta: dict[str, Any], features: DataFrame
 ) -> DataFrame:
-    """Reducer and clusterer of a saved pipeline applied to ``<id>, features`` rows."""
+    """Reducer and clusterer of a saved pipeline applied to ``<id>, features`` rows; clusters the
+    fit folded into noise (``meta["noise_clusters"]``, :func:`fold_into_noise`) are noise here."""
     df = select_features(features, meta.get("select"))
     if meta["reducer"] != "none":
         df = load_stage(meta["reducer"], f"{root}/reducer").transform(df)
-    return load_stage(meta["clusterer"], f"{root}/clusterer").transform(df)
+    out = load_stage(meta["clusterer"], f"{root}/clusterer").transform(df)
+    return fold_into_noise(out, meta.get("noise_clusters") or ())
+
+
+def fold_into_noise(clustered: DataFrame, clusters: Sequence[int]) -> DataFrame:
+    """``clustered`` with the ``cluster`` labels ``clusters`` replaced by -1 (noise): DBSCAN's
+    clusters smaller than the smallest segment worth having, in the automatic choice."""
+    if not clusters:
+        return clustered
+    from pyspark.sql import functions as F
+
+    col = F.col("cluster")
+    folded = F.when(col.isin([int(c) for c in clusters]), F.lit(-1)).otherwise(col)
+    return clustered.withColumn("cluster", folded.cast(clustered.schema["cluster"].dataType))

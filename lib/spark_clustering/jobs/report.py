@@ -118,7 +118,14 @@ def _auto(summary: dict[str, Any], local_dir: str) -> str:
         f"<h2>Automatic choice</h2><p>Targets: each segment at least {t['min_share']:.1%} of "
         f"customers, at most {t['max_segments']} segments, at most {t['max_noise']:.0%} noise. "
         f"{len(rows)} candidates; chosen {html.escape(auto['labels'][auto['chosen']])}, "
-        f"{verdict}, by {html.escape(auto['criterion'])}.</p>"
+        f"{verdict}, by {html.escape(auto['criterion'])}."
+        + (
+            f" {len(auto['noise_clusters'])} DBSCAN clusters smaller than {t['min_share']:.1%} "
+            "of the customers were folded into noise (they are noise when scoring too)."
+            if auto.get("noise_clusters")
+            else ""
+        )
+        + "</p>"
         f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         f"</div>{_image(local_dir, 'choice.png', 'selection curve of the automatic choice')}"
     )

@@ -39,7 +39,7 @@ from .entry import guarded, job_main
 from .faults import fault_point
 from .identity import transition_counts, transition_rows
 from .lock import WriterLock
-from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages
+from .pipeline import FORMAT_VERSION, PIPELINE_FILE, REDUCED_COL, Stages, fold_into_noise
 from .publish import clean, lock_path, publish, run_outputs
 from .segment_config import SegmentConfig, load_config
 
@@ -434,14 +434,24 @@ def choose_clustering(
     from spark_clustering import evaluate, suggest_eps
 
     def fit(params: dict[str, Any]) -> tuple[Any, DataFrame]:
+        """``((model, clusters folded into noise), output)`` of one candidate."""
         model = _clusterer(config, reduction.col, params.get("eps"), params).fit(reduction.df)
-        out = model.transform(reduction.df).persist(StorageLevel.MEMORY_AND_DISK)
+        out = model.transform(reduction.df)
+        folded: list[int] = []
+        if config.clusterer == "dbscan":  # clusters no segment: noise (autochoice docstring)
+            floor = config.targets.min_share * n
+            folded = [c for c, size in cluster_sizes(out).items() if c != -1 and size < floor]
+            out = fold_into_noise(out, folded)
+        out = out.persist(StorageLevel.MEMORY_AND_DISK)
         out.count()
-        return model, out
+        return (model, folded), out
 
-    def criterion(model: Any, out: DataFrame) -> float:
+    def details(fitted: Any) -> dict[str, Any]:
+        return {"folded_clusters": len(fitted[1])} if config.clusterer == "dbscan" else {}
+
+    def criterion(fitted: Any, out: DataFrame) -> float:
         if config.clusterer == "gmm":
-            return autochoice.gmm_bic(model, out, reduction.col)
+            return autochoice.gmm_bic(fitted[0], out, reduction.col)
         # the original (prepared) features: a reduction's own space flatters its clusters
         figures = evaluate(out, featuresCol="features", predictionCol="cluster",
                            sampleSize=config.eval_sample_size, repeats=1, seed=config.eval_seed,
@@ -458,7 +468,7 @@ def choose_clustering(
     with stages.stage(f"choose ({config.clusterer})") as info, muted():
         choice = autochoice.choose(config.clusterer, config.clusterer_params, n, config.targets,
                                    fit=fit, sizes=cluster_sizes, criterion=criterion,
-                                   knee=knee)  # fmt: skip
+                                   knee=knee, details=details)  # fmt: skip
         info["rows"] = len(choice.record["candidates"])
     autochoice.selection_png(choice.record, os.path.join(local, "choice.png"))
     for step, cand in enumerate(choice.record["candidates"]):
@@ -638,10 +648,12 @@ def _segment_locked(
                 owned.append(reduction)
             reducer_model, work_col = reduction.model, reduction.col
             eps = None
+            noise_clusters: list[int] = []
             if config.auto_choice:
                 choice = choose_clustering(config, reduction, n, stages, local, trial)
                 summary["auto"] = choice.record
-                clusterer_model, clustered = choice.model, choice.clustered
+                (clusterer_model, noise_clusters), clustered = choice.model, choice.clustered
+                summary["auto"]["noise_clusters"] = noise_clusters
                 if config.clusterer == "dbscan":
                     eps = float(choice.params["eps"])
                     graph = choice.graphs.get(int(choice.params["minPoints"]), graph)
@@ -741,6 +753,8 @@ def _segment_locked(
                     "reducer": config.reducer,
                     "clusterer": config.clusterer,
                     "eps": eps,
+                    # DBSCAN clusters below [targets] min_share, noise wherever it is applied
+                    "noise_clusters": noise_clusters,
                 }
                 if prepared is not None:
                     prepared.model.write().overwrite().save(f"{run.model}/preparation/model")
