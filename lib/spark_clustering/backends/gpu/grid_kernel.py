@@ -57,7 +57,8 @@ def device_free_bytes() -> int:
     import cupy as cp
 
     free, _total = cp.cuda.Device().mem_info
-    return int(free)
+    # blocks CuPy's pool holds from earlier regions are free to this one too
+    return int(free) + int(cp.get_default_memory_pool().free_bytes())
 
 
 def _scatter_min(xp: Any, a: Any, idx: Any, values: Any) -> None:
@@ -114,8 +115,11 @@ class KeySpace:
         return KeySpace(np.asarray(low, np.int64), np.asarray(strides, np.int64), margin)
 
     def keys(self, xp: Any, cells: Any) -> Any:
-        shifted = cells - xp.asarray(self.low - self.margin)
-        return shifted @ xp.asarray(self.strides)
+        # a sum of integer products, not a matmul: exact in int64 on every array module
+        key = xp.zeros(cells.shape[0], dtype=xp.int64)
+        for j, stride in enumerate(self.strides.tolist()):
+            key = key + (cells[:, j] - int(self.low[j] - self.margin)) * stride
+        return key
 
     def offset_keys(self, offsets: np.ndarray) -> np.ndarray:
         return offsets @ self.strides
@@ -203,8 +207,10 @@ def expand_pairs(
     with the item ``i`` each pair comes from."""
     counts = a_len * b_len
     total = int(counts.sum()) if counts.shape[0] else 0
-    item = xp.repeat(xp.arange(counts.shape[0], dtype=xp.int64), counts)
-    first = xp.cumsum(counts) - counts
+    # the item of each pair without xp.repeat (CuPy's takes no device array of repeats)
+    ends = xp.cumsum(counts)
+    item = xp.searchsorted(ends, xp.arange(total, dtype=xp.int64), side="right")
+    first = ends - counts
     local = xp.arange(total, dtype=xp.int64) - first[item]
     bl = b_len[item]
     return a_start[item] + local // bl, b_start[item] + local % bl, item
