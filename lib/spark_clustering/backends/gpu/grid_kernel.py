@@ -62,13 +62,18 @@ def device_free_bytes() -> int:
 
 
 def _scatter_min(xp: Any, a: Any, idx: Any, values: Any) -> None:
-    """``a[idx] = min(a[idx], values)`` with repeated indices, in place."""
-    if xp is np:
-        np.minimum.at(a, idx, values)
-    else:
-        import cupyx
+    """``a[idx] = min(a[idx], values)`` with repeated indices, in place.
 
-        cupyx.scatter_min(a, idx, values)
+    By sorting rather than atomics (``numpy.minimum.at``/``cupyx.scatter_min``): the same code
+    on every array module, so the numpy tests run the device's path, and any integer dtype.
+    """
+    if idx.shape[0] == 0:
+        return
+    order = xp.lexsort(xp.stack([values, idx]))
+    idx, values = idx[order], values[order]
+    first = xp.concatenate([xp.ones(1, dtype=bool), idx[1:] != idx[:-1]])
+    idx, values = idx[first], values[first]
+    a[idx] = xp.minimum(a[idx], values)
 
 
 def _to_host(a: Any) -> np.ndarray:
@@ -207,10 +212,13 @@ def expand_pairs(
     with the item ``i`` each pair comes from."""
     counts = a_len * b_len
     total = int(counts.sum()) if counts.shape[0] else 0
-    # the item of each pair without xp.repeat (CuPy's takes no device array of repeats)
-    ends = xp.cumsum(counts)
-    item = xp.searchsorted(ends, xp.arange(total, dtype=xp.int64), side="right")
-    first = ends - counts
+    # the item of each pair without xp.repeat (CuPy's takes no device array of repeats): mark
+    # where each non-empty item starts and count the marks
+    first = xp.cumsum(counts) - counts
+    present = xp.flatnonzero(counts > 0)
+    marks = xp.zeros(total, dtype=xp.int64)
+    marks[first[present]] = 1
+    item = present[xp.cumsum(marks) - 1]
     local = xp.arange(total, dtype=xp.int64) - first[item]
     bl = b_len[item]
     return a_start[item] + local // bl, b_start[item] + local % bl, item
@@ -236,24 +244,28 @@ def _segment_ranges(xp: Any, keys: Any, n_segments: int) -> tuple[Any, Any]:
     return xp.searchsorted(keys, ids, side="left"), xp.searchsorted(keys, ids, side="right")
 
 
-def _components(xp: Any, n_nodes: int, u: Any, v: Any) -> Any:
-    """Smallest node index of each node's connected component (min-label propagation with
-    pointer jumping)."""
-    label = xp.arange(n_nodes, dtype=xp.int64)
-    if u.shape[0] == 0:
-        return label
-    while True:
-        before = label
-        label = label.copy()
-        _scatter_min(xp, label, u, before[v])
-        _scatter_min(xp, label, v, before[u])
-        while True:  # pointer jumping: label[i] <= i, so this settles
+def _merge_components(xp: Any, label: Any, u: Any, v: Any) -> Any:
+    """Components after adding edges ``(u, v)``: ``label[i]`` is the smallest node of node
+    ``i``'s component, given it was so before the new edges.
+
+    Hooking and pointer jumping: each edge between two components hooks the larger root onto
+    the smaller, then every node follows its label to the root. Labels only decrease and stay
+    at most their node, so the roots end as each component's smallest node.
+    """
+    label = label.copy()
+    while u.shape[0]:
+        lu, lv = label[u], label[v]
+        apart = lu != lv
+        u, v, lu, lv = u[apart], v[apart], lu[apart], lv[apart]
+        if not u.shape[0]:
+            break
+        _scatter_min(xp, label, xp.maximum(lu, lv), xp.minimum(lu, lv))
+        while True:
             jumped = label[label]
             if bool(xp.all(jumped == label)):
                 break
             label = jumped
-        if bool(xp.all(label == before)):
-            return label
+    return label
 
 
 class GridKernel:
@@ -374,18 +386,31 @@ class GridKernel:
         ca, cb, far = cell_pairs(xp, space, g.cells, g.cells, offsets)
 
         # 1. core flags: cells of min_pts points are all core (their diagonal is below eps);
-        #    the home points of the other cells count their neighbours pair by pair
+        #    the home points of the other cells count their neighbours pair by pair, touching
+        #    cells first and far ones only for the points still short of min_pts; a point that
+        #    cannot reach min_pts with every point of the cells left is settled as not core
         count = size[g.cell_of].copy()
-        cell_home = xp.bincount(g.cell_of[hs], minlength=n_cells)
-        need = (size < min_pts) & (cell_home > 0)
-        sel = xp.flatnonzero(need[ca] & (ca != cb))
-        pa, pb = ca[sel], cb[sel]
-        for lo, hi in _batches(xp, size[pa] * size[pb], batch):
-            ia, ib, _ = expand_pairs(
-                xp, g.starts[pa[lo:hi]], size[pa[lo:hi]], g.starts[pb[lo:hi]], size[pb[lo:hi]]
-            )
-            within = squared_distances(xp, xs, ia, xs, ib) <= eps2
-            count = count + xp.bincount(ia[within], minlength=n)
+        need = hs & (count < min_pts)
+        for pass_far in (False, True):
+            step = (ca != cb) & (far == pass_far)
+            left = (ca != cb) & (far | (not pass_far))  # the cells this pass and the next see
+            reach = xp.bincount(ca[left], weights=size[cb[left]], minlength=n_cells)
+            need = need & (count + reach[g.cell_of] >= min_pts)
+            pts = xp.flatnonzero(need)
+            if not pts.shape[0]:
+                break
+            p_start, p_end = _segment_ranges(xp, g.cell_of[pts], n_cells)
+            p_len = p_end - p_start
+            sel = xp.flatnonzero(step & (p_len[ca] > 0))
+            pa, pb = ca[sel], cb[sel]
+            for lo, hi in _batches(xp, p_len[pa] * size[pb], batch):
+                ia, ib, _ = expand_pairs(
+                    xp, p_start[pa[lo:hi]], p_len[pa[lo:hi]], g.starts[pb[lo:hi]], size[pb[lo:hi]]
+                )
+                ia = pts[ia]
+                within = squared_distances(xp, xs, ia, xs, ib) <= eps2
+                count = count + xp.bincount(ia[within], minlength=n)
+            need = need & (count < min_pts)
         core = hs & (count >= min_pts)
 
         # 2. core points compacted, cell by cell; the cells holding some are the graph's nodes
@@ -403,8 +428,6 @@ class GridKernel:
         #    that settles nearly every pair at a small share of the pairs), then in full for the
         #    cell pairs still apart. Sampled links are true links, so the result stays exact.
         both = has_core[ca] & has_core[cb] & (ca < cb)
-        u_all = xp.zeros(0, dtype=xp.int64)
-        v_all = xp.zeros(0, dtype=xp.int64)
         label = xp.arange(n_nodes, dtype=xp.int64)
         for pass_far in (False, True):
             sel = xp.flatnonzero(both & (far == pass_far))
@@ -422,9 +445,9 @@ class GridKernel:
                     )
                     d2 = squared_distances(xp, xs, core_pos[ia], xs, core_pos[ib])
                     linked[lo + item[d2 <= eps2]] = True
-                u_all = xp.concatenate([u_all, node_of_cell[pa[linked]]])
-                v_all = xp.concatenate([v_all, node_of_cell[pb[linked]]])
-                label = _components(xp, n_nodes, u_all, v_all)
+                label = _merge_components(
+                    xp, label, node_of_cell[pa[linked]], node_of_cell[pb[linked]]
+                )
                 pa, pb = pa[~linked], pb[~linked]
         # a component's root: its smallest sorted core position (the CPU kernel's union-find
         # root), which is the first core point of its smallest node
