@@ -172,3 +172,13 @@ def test_kernels_import_without_pyspark_or_cupy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cells_linked_by_points_beyond_the_first_sample():
+    # two dense cells whose first (sampled) core points are 1.03 apart; only their last points,
+    # 0.95 and 1.05, are within eps: the full pass must find that link
+    x = np.array([[0.02]] * 10 + [[0.95]] + [[1.98]] * 10 + [[1.05]])
+    res = NUMPY_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), eps=1.0, min_points=3)
+    assert res.core_index.tolist() == list(range(len(x)))
+    assert set(res.core_component.tolist()) == {0}
+    assert_same_region(res, CPU_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), 1.0, 3))

@@ -268,6 +268,18 @@ def _merge_components(xp: Any, label: Any, u: Any, v: Any) -> Any:
     return label
 
 
+def _keep_closest(xp: Any, best: Any, label: Any, q: Any, d2: Any, cluster: Any) -> None:
+    """Fold candidate (query, squared distance, cluster) triples into each query's closest
+    core point so far, ties to the smaller cluster id; ``best`` and ``label`` in place."""
+    order = xp.lexsort(xp.stack([cluster, d2.view(xp.int64), q]))  # d2 >= 0: bits sort as values
+    q, d2, cluster = q[order], d2[order], cluster[order]
+    first = xp.concatenate([xp.ones(min(1, q.shape[0]), dtype=bool), q[1:] != q[:-1]])
+    q, d2, cluster = q[first], d2[first], cluster[first]
+    better = (d2 < best[q]) | ((d2 == best[q]) & (cluster < label[q]))
+    best[q[better]] = d2[better]
+    label[q[better]] = cluster[better]
+
+
 class GridKernel:
     """DBSCAN per region on an eps-grid as array operations (CuPy by default).
 
@@ -520,26 +532,29 @@ class GridKernel:
         cc = xp.asarray(np.asarray(clusters, dtype=np.int64))[cg.order]
         qg = sort_by_cell(xp, xp.asarray(q), side, o)
         qa, cb, _ = cell_pairs(xp, space, qg.cells, cg.cells, offsets)
-        q_len = qg.ends - qg.starts
+        own = space.keys(xp, qg.cells)[qa] == space.keys(xp, cg.cells)[cb]
         c_len = cg.ends - cg.starts
         eps2 = eps * eps
         best = xp.full(nq, np.inf)
         label = xp.full(nq, np.iinfo(np.int64).max, dtype=xp.int64)
-        for lo, hi in _batches(xp, q_len[qa] * c_len[cb], batch):
-            ia, ib, _ = expand_pairs(
-                xp, qg.starts[qa[lo:hi]], q_len[qa[lo:hi]], cg.starts[cb[lo:hi]], c_len[cb[lo:hi]]
-            )
-            d2 = squared_distances(xp, qg.xs, ia, cg.xs, ib)
-            w = d2 <= eps2
-            ia, d2, cl = ia[w], d2[w], cc[ib[w]]
-            # keep the batch's best (distance, then cluster) per query, then merge with earlier
-            order = xp.lexsort(xp.stack([cl, d2.view(xp.int64), ia]))
-            ia, d2, cl = ia[order], d2[order], cl[order]
-            first = xp.concatenate([xp.ones(min(1, ia.shape[0]), dtype=bool), ia[1:] != ia[:-1]])
-            ia, d2, cl = ia[first], d2[first], cl[first]
-            better = (d2 < best[ia]) | ((d2 == best[ia]) & (cl < label[ia]))
-            best[ia[better]] = d2[better]
-            label[ia[better]] = cl[better]
+        # most queries are training rows that are core points: their own cell settles them
+        # (distance 0); only the others look at the neighbouring cells
+        for pass_own in (True, False):
+            pts = xp.flatnonzero(best != 0.0)
+            if not pts.shape[0]:
+                break
+            p_start, p_end = _segment_ranges(xp, qg.cell_of[pts], int(qg.cells.shape[0]))
+            p_len = p_end - p_start
+            sel = xp.flatnonzero((own == pass_own) & (p_len[qa] > 0))
+            pa, pb = qa[sel], cb[sel]
+            for lo, hi in _batches(xp, p_len[pa] * c_len[pb], batch):
+                ia, ib, _ = expand_pairs(
+                    xp, p_start[pa[lo:hi]], p_len[pa[lo:hi]], cg.starts[pb[lo:hi]], c_len[pb[lo:hi]]
+                )
+                ia = pts[ia]
+                d2 = squared_distances(xp, qg.xs, ia, cg.xs, ib)
+                w = d2 <= eps2
+                _keep_closest(xp, best, label, ia[w], d2[w], cc[ib[w]])
         found = xp.isfinite(best)
         label = xp.where(found, label, -1)
         is_core = best == 0.0
