@@ -33,11 +33,13 @@ from ..cpu.dbscan_kernel import CPU_KERNEL, RegionResult, cell_side
 
 log = logging.getLogger(__name__)
 
-#: bytes of device memory per expanded (point, candidate) pair: two int64 indices, the pair's
-#: squared distance and one coordinate difference at a time, plus temporaries
-_PAIR_BYTES = 64
-#: bytes per input point kept on the device for the whole region (coordinates excluded)
-_POINT_BYTES = 96
+#: bytes of device memory per expanded (point, candidate) pair at the peak of a batch: the
+#: pair's item, two int64 indices and their temporaries, gathered coordinates, the distance
+_PAIR_BYTES = 128
+#: bytes per input point kept on the device for the whole region, coordinates excluded: sort
+#: keys and order, cell ids, counts, flags, and the (cell, neighbour cell) table (~27
+#: neighbouring non-empty cells of 17 bytes each per point in dense 3-D data)
+_POINT_BYTES = 512
 #: share of the free device memory the kernel plans to use
 _MEMORY_SHARE = 0.7
 #: most dimensions the grid serves: the neighbour offsets grow as ~7**d (6095 at d=5, 41221 at
