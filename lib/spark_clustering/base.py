@@ -106,11 +106,6 @@ def importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def cuml_importable() -> bool:
-    """True when cuML can be imported here (checked without importing it)."""
-    return importable("cuml")
-
-
 def executors_have_gpus(
     spark: SparkSession, libraries: tuple[str, ...] = ("cuml",)
 ) -> tuple[bool, str]:

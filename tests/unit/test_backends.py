@@ -94,7 +94,7 @@ def test_registry_loads_kernels_lazily():
 
 
 def test_cuml_kernel_without_cuml_raises_import_error():
-    if base.cuml_importable():
+    if base.importable("cuml"):
         pytest.skip("cuML is installed here")
     import numpy as np
 
