@@ -71,18 +71,11 @@ _SIZES_G = {  # g5 and g6 share the layout: size -> (vCPUs, GPUs, memory GiB)
     "48xlarge": (192, 8, 768),
 }
 _FAMILIES: dict[str, dict[str, GpuInstance]] = {
+    # g4dn: the same sizes up to 16xlarge, no 24x/48x, a metal size with 8 GPUs
     "g4dn": _family(
         "T4",
         16,
-        {
-            "xlarge": (4, 1, 16),
-            "2xlarge": (8, 1, 32),
-            "4xlarge": (16, 1, 64),
-            "8xlarge": (32, 1, 128),
-            "16xlarge": (64, 1, 256),
-            "12xlarge": (48, 4, 192),
-            "metal": (96, 8, 384),
-        },
+        {**{k: v for k, v in _SIZES_G.items() if k[:2] not in ("24", "48")}, "metal": (96, 8, 384)},
     ),
     "g5": _family("A10G", 24, _SIZES_G),
     "g6": _family("L4", 24, _SIZES_G),
