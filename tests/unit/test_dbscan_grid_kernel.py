@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,25 @@ def test_cells_linked_by_points_beyond_the_first_sample():
     assert res.core_index.tolist() == list(range(len(x)))
     assert set(res.core_component.tolist()) == {0}
     assert_same_region(res, CPU_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), 1.0, 3))
+
+
+#: the array-module functions the kernel may call: present in CuPy 14 with the arguments the
+#: kernel passes (checked against its sources: lexsort takes the 2-D key array, bincount's
+#: weights are float64, searchsorted takes side=); repeat is absent on purpose (CuPy's takes no
+#: device array of repeats)
+CUPY_CHECKED = {
+    "all", "any", "arange", "asarray", "bincount", "concatenate", "cumsum", "flatnonzero",
+    "float64", "floor", "full", "int64", "isfinite", "lexsort", "maximum", "minimum", "ones",
+    "searchsorted", "stack", "unique", "where", "zeros",
+}  # fmt: skip
+
+
+def test_kernel_calls_only_array_functions_checked_against_cupy():
+    import re
+
+    code = "\n".join(
+        line.split("#")[0] for line in Path(grid_kernel.__file__).read_text().splitlines()
+    )
+    used = set(re.findall(r"\bxp\.([a-z_0-9]+)", code))
+    assert used, "the pattern no longer finds the kernel's array calls"
+    assert used <= CUPY_CHECKED, f"check these against CuPy first: {sorted(used - CUPY_CHECKED)}"

@@ -408,7 +408,8 @@ class GridKernel:
         for pass_far in (False, True):
             step = (ca != cb) & (far == pass_far)
             left = (ca != cb) & (far | (not pass_far))  # the cells this pass and the next see
-            reach = xp.bincount(ca[left], weights=size[cb[left]], minlength=n_cells)
+            weights = size[cb[left]].astype(xp.float64)  # CuPy adds weights as float64
+            reach = xp.bincount(ca[left], weights=weights, minlength=n_cells)
             need = need & (count + reach[g.cell_of] >= min_pts)
             pts = xp.flatnonzero(need)
             if not pts.shape[0]:
