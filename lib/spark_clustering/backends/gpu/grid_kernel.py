@@ -45,8 +45,9 @@ _MEMORY_SHARE = 0.7
 #: most dimensions the grid serves: the neighbour offsets grow as ~7**d (6095 at d=5, 41221 at
 #: d=6), past which the CPU kernel's pruned enumeration is the better tool
 MAX_DIMS = 5
-#: core points per cell tried first when linking two cells (then all, where still apart)
-_LINK_SAMPLE = 8
+#: core points per cell tried when linking two cells, in turn, before all of them for the cell
+#: pairs still apart (at 1M 3-D points the first point alone links all but ~1 in 3000)
+_LINK_SAMPLES = (1, 4)
 #: most pairs expanded at once, whatever the memory (keeps each array op a few GiB at most)
 _MAX_BATCH_PAIRS = 1 << 27
 
@@ -98,6 +99,15 @@ def neighbour_offsets(d: int) -> np.ndarray:
     keep = grid[(a * a).sum(axis=1) <= d]
     zero = np.all(keep == 0, axis=1)
     return np.concatenate([keep[zero], keep[~zero]])
+
+
+def offset_tiers(offsets: np.ndarray) -> np.ndarray:
+    """Each offset's tier, nearer cells first: 0 for the cell itself, ``k`` for the touching
+    cells differing in ``k`` coordinates (faces, edges, corners), ``d + 1`` for far cells
+    (some ``|o_j| > 1``)."""
+    d = offsets.shape[1]
+    far = np.any(np.abs(offsets) > 1, axis=1)
+    return np.where(far, d + 1, np.count_nonzero(offsets, axis=1)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -161,16 +171,16 @@ def sort_by_cell(xp: Any, x: Any, side: float, origin: Any) -> SortedPoints:
 def cell_pairs(
     xp: Any, space: KeySpace, a_cells: Any, b_cells: Any, offsets: np.ndarray
 ) -> tuple[Any, Any, Any]:
-    """(a cell, b cell, far) for every existing b cell at a neighbour offset of an a cell.
+    """(a cell, b cell, tier) for every existing b cell at a neighbour offset of an a cell.
 
-    ``b_cells`` must be sorted lexicographically (then their keys are sorted). ``far`` is True
-    when some ``|o_j| > 1``.
+    ``b_cells`` must be sorted lexicographically (then their keys are sorted). ``tier`` is the
+    offset's :func:`offset_tiers`.
     """
     a_keys = space.keys(xp, a_cells)
     b_keys = space.keys(xp, b_cells)
     off = xp.asarray(space.offset_keys(offsets))
-    far_off = xp.asarray(np.any(np.abs(offsets) > 1, axis=1))
-    ia_parts, ib_parts, far_parts = [], [], []
+    tier_off = xp.asarray(offset_tiers(offsets))
+    ia_parts, ib_parts, tier_parts = [], [], []
     # a few thousand offsets per cell in high dimensions: bound the (cells x offsets) table
     step = max(1, (1 << 24) // max(1, len(offsets)))
     for lo in range(0, int(a_keys.shape[0]), step):
@@ -181,11 +191,11 @@ def cell_pairs(
         flat = xp.flatnonzero(hit)
         ia_parts.append(flat // len(offsets) + lo)
         ib_parts.append(pos_c[flat])
-        far_parts.append(far_off[flat % len(offsets)])
+        tier_parts.append(tier_off[flat % len(offsets)])
     if not ia_parts:
         empty = xp.zeros(0, dtype=xp.int64)
         return empty, empty, xp.zeros(0, dtype=bool)
-    return xp.concatenate(ia_parts), xp.concatenate(ib_parts), xp.concatenate(far_parts)
+    return xp.concatenate(ia_parts), xp.concatenate(ib_parts), xp.concatenate(tier_parts)
 
 
 # --------------------------------------------------------------------------- pair batches
@@ -397,17 +407,20 @@ class GridKernel:
         hs = xp.asarray(home_host)[g.order]
         n_cells = int(g.cells.shape[0])
         size = g.ends - g.starts
-        ca, cb, far = cell_pairs(xp, space, g.cells, g.cells, offsets)
+        ca, cb, tier = cell_pairs(xp, space, g.cells, g.cells, offsets)
+        d = int(x_host.shape[1])
+        far = tier > d
 
         # 1. core flags: cells of min_pts points are all core (their diagonal is below eps);
-        #    the home points of the other cells count their neighbours pair by pair, touching
-        #    cells first and far ones only for the points still short of min_pts; a point that
-        #    cannot reach min_pts with every point of the cells left is settled as not core
+        #    the home points of the other cells count their neighbours pair by pair, nearest
+        #    cells first (faces, edges, corners, then far cells), each pass only for the points
+        #    still short of min_pts; a point that cannot reach min_pts with every point of the
+        #    cells left is settled as not core
         count = size[g.cell_of].copy()
         need = hs & (count < min_pts)
-        for pass_far in (False, True):
-            step = (ca != cb) & (far == pass_far)
-            left = (ca != cb) & (far | (not pass_far))  # the cells this pass and the next see
+        for t in range(1, d + 2):
+            step = tier == t
+            left = tier >= t  # the cells this pass and the next ones see
             weights = size[cb[left]].astype(xp.float64)  # CuPy adds weights as float64
             reach = xp.bincount(ca[left], weights=weights, minlength=n_cells)
             need = need & (count + reach[g.cell_of] >= min_pts)
@@ -439,15 +452,15 @@ class GridKernel:
         c_len = c_end - c_start
 
         # 3. link neighbouring core cells holding a core pair within eps: touching cells first,
-        #    then far ones; each first on a sample of each cell's core points (in dense data
-        #    that settles nearly every pair at a small share of the pairs), then in full for the
-        #    cell pairs still apart. Sampled links are true links, so the result stays exact.
+        #    then far ones; each first on the first one, then four core points of each cell (in
+        #    dense data that settles nearly every pair at a small share of the pairs), then in
+        #    full for the cell pairs still apart. Sampled links are true links: exact still.
         both = has_core[ca] & has_core[cb] & (ca < cb)
         label = xp.arange(n_nodes, dtype=xp.int64)
         for pass_far in (False, True):
             sel = xp.flatnonzero(both & (far == pass_far))
             pa, pb = ca[sel], cb[sel]
-            for cap in (_LINK_SAMPLE, None):
+            for cap in (*_LINK_SAMPLES, None):
                 apart = label[node_of_cell[pa]] != label[node_of_cell[pb]]
                 pa, pb = pa[apart], pb[apart]
                 la, lb = c_len[pa], c_len[pb]
