@@ -12,13 +12,16 @@ itself needs one:
    compared exactly: the squared distance summed dimension by dimension in float64, one array
    operation per step (no fused multiply-add), ``<= eps * eps``, as the CPU kernel and
    scikit-learn compare;
-4. core flags from the counts; components of core cells by min-label propagation with pointer
-   jumping; halo links and nearest core points from the same pair batches.
+4. core flags from the counts, nearest cells first and only for the points still short of
+   ``min_points``; components of core cells by hooking and pointer jumping, cells linked on
+   one, then four, then all of their core points; halo links and nearest core points from
+   the same pair batches.
 
 The result is the CPU kernel's ``RegionResult`` field for field (components numbered by their
 smallest sorted core point, as the CPU kernel's union-find roots are); only the order of the halo
-links may differ. A region whose arrays do not fit the free device memory, or whose cell keys
-would overflow int64, runs on the CPU kernel instead, with one log line saying why.
+links may differ. A region in more than :data:`MAX_DIMS` dimensions, whose arrays do not fit the
+free device memory, or whose cell keys would overflow int64, runs on the CPU kernel instead, with
+one log line saying why.
 """
 
 from __future__ import annotations
