@@ -495,17 +495,17 @@ class GridKernel:
             h_len = h_end - h_start
             sel = xp.flatnonzero((h_len[ca] > 0) & has_core[cb])
             pa, pb = ca[sel], cb[sel]
-            hs_parts, rs_parts = [], []
+            keys_parts = []
             for lo, hi in _batches(xp, h_len[pa] * c_len[pb], batch):
                 ia, ib, _ = expand_pairs(
                     xp, h_start[pa[lo:hi]], h_len[pa[lo:hi]], c_start[pb[lo:hi]], c_len[pb[lo:hi]]
                 )
                 d2 = squared_distances(xp, xs, halo[ia], xs, core_pos[ib])
                 w = d2 <= eps2
-                hs_parts.append(halo[ia[w]])
-                rs_parts.append(root_of_core[ib[w]])
-            if hs_parts:
-                pairs = xp.unique(xp.concatenate(hs_parts) * (n + 1) + xp.concatenate(rs_parts))
+                # one row per (halo point, component), deduplicated per batch to stay small
+                keys_parts.append(xp.unique(halo[ia[w]] * (n + 1) + root_of_core[ib[w]]))
+            if keys_parts:
+                pairs = xp.unique(xp.concatenate(keys_parts))
                 e_h, e_r = pairs // (n + 1), pairs % (n + 1)
 
         roots, comp = np.unique(_to_host(root_of_core), return_inverse=True)
