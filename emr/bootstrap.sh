@@ -3,7 +3,7 @@
 #
 #   bootstrap.sh --wheel s3://BUCKET/PREFIX/dist/spark_clustering-X-py3-none-any.whl \
 #                [--jars s3://BUCKET/PREFIX/jars/] [--python 3.11] [--gpu off|auto|workers] \
-#                [--cuml-version 25.10] [--rapids-jar s3://BUCKET/PREFIX/jars/rapids-4-spark.jar]
+#                [--cuml-version 25.10] [--cuda 12] [--rapids-jar s3://BUCKET/PREFIX/jars/rapids-4-spark.jar]
 #
 # What it does, on every node:
 #   1. installs Python ${PYTHON_VERSION} from the distribution (EMR 7 runs Amazon Linux 2023,
@@ -15,7 +15,8 @@
 #      to ${PREFIX}/jars, where the cluster configuration's spark.jars points with local://;
 # and on GPU nodes:
 #   5. mounts the cgroup v1 devices hierarchy YARN's GPU isolation needs on EMR 7;
-#   6. installs cuML into the same virtualenv;
+#   6. installs CuPy for the instance's CUDA major version (--cuda, from the launcher's table of
+#      GPU instance types; the grid DBSCAN kernel runs on it) and cuML into the same virtualenv;
 #   7. with --rapids-jar, installs that RAPIDS Accelerator jar (otherwise EMR installs its own
 #      build because the cluster configuration sets enableSparkRapids).
 #
@@ -30,6 +31,7 @@ WHEEL=""
 JARS_URI=""
 GPU_MODE="auto"
 CUML_VERSION="25.10"
+CUDA_MAJOR="12"
 RAPIDS_JAR=""
 DRY_RUN="${DRY_RUN:-0}"
 # EMR writes the node's role here; tests point it elsewhere.
@@ -74,9 +76,10 @@ while [ "$#" -gt 0 ]; do
     --python) PYTHON_VERSION="${2:-}"; shift 2 ;;
     --gpu) GPU_MODE="${2:-}"; shift 2 ;;
     --cuml-version) CUML_VERSION="${2:-}"; shift 2 ;;
+    --cuda) CUDA_MAJOR="${2:-}"; shift 2 ;;
     --rapids-jar) RAPIDS_JAR="${2:-}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
-    *) die "unknown argument '$1' (accepted: --wheel --jars --python --gpu --cuml-version --rapids-jar)" ;;
+    *) die "unknown argument '$1' (accepted: --wheel --jars --python --gpu --cuml-version --cuda --rapids-jar)" ;;
   esac
 done
 
@@ -88,6 +91,10 @@ esac
 case "${PYTHON_VERSION}" in
   3.1[0-9]) ;;
   *) die "--python '${PYTHON_VERSION}' is not supported (accepted: 3.10 or newer, e.g. 3.11)" ;;
+esac
+case "${CUDA_MAJOR}" in
+  12) ;;  # cuml-cu12, cudf-cu12 and cupy-cuda12x; the EMR 7 GPU AMIs' drivers run CUDA 12
+  *) die "--cuda '${CUDA_MAJOR}' is not supported (accepted: 12)" ;;
 esac
 case "${GPU_MODE}" in
   off | auto | workers) ;;
@@ -208,8 +215,10 @@ if [ "${GPU_NODE}" = "1" ]; then
     run sudo mount -t cgroup -o devices cgroupv1-devices "${CGROUP_ROOT}/devices"
   fi
   run sudo chmod a+rwx -R "${CGROUP_ROOT}"
+  # one resolve, so CuPy is the version cuML accepts
   run "${VPY}" -m pip install -q --extra-index-url=https://pypi.nvidia.com \
-    "cuml-cu12~=${CUML_VERSION}.0" "cudf-cu12~=${CUML_VERSION}.0"
+    "cupy-cuda${CUDA_MAJOR}x>=13.6" \
+    "cuml-cu${CUDA_MAJOR}~=${CUML_VERSION}.0" "cudf-cu${CUDA_MAJOR}~=${CUML_VERSION}.0"
   if [ -n "${RAPIDS_JAR}" ]; then
     fetch "${RAPIDS_JAR}" "${PREFIX}/jars/rapids-4-spark.jar"
   fi
@@ -221,6 +230,7 @@ CHECK="import importlib.util as u, spark_clustering as s; print('spark_clusterin
 CHECK="${CHECK}; assert u.find_spec('sagemaker_pyspark'), 'sagemaker_pyspark missing'"
 if [ "${GPU_NODE}" = "1" ]; then
   CHECK="${CHECK}; assert u.find_spec('cuml'), 'cuml missing'"
+  CHECK="${CHECK}; assert u.find_spec('cupy'), 'cupy missing'"
 fi
 run "${VPY}" -c "${CHECK}"
 log "done"

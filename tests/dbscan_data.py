@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.cluster import DBSCAN as SklearnDBSCAN
 from sklearn.datasets import make_moons
@@ -72,3 +74,13 @@ def assert_same_clustering(
     # a border point joins a cluster it is within eps of a core point of
     border = (labels >= 0) & ~ref_core
     assert np.all(ref_labels[border] >= 0)
+
+
+def assert_same_region(ours: Any, cpu: Any) -> None:
+    """Field for field the CPU kernel's result; the halo links as a set (their order is free)."""
+    np.testing.assert_array_equal(ours.core_index, cpu.core_index, err_msg="core points")
+    np.testing.assert_array_equal(ours.core_component, cpu.core_component, err_msg="components")
+    a = sorted(zip(ours.edge_halo_index.tolist(), ours.edge_component.tolist(), strict=True))
+    b = sorted(zip(cpu.edge_halo_index.tolist(), cpu.edge_component.tolist(), strict=True))
+    assert a == b, "halo links differ"
+    assert len(set(a)) == len(a), "a halo link is repeated"

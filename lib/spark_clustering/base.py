@@ -93,28 +93,43 @@ def check_range(
 # --------------------------------------------------------------------------- GPU detection
 
 
-def cuml_importable() -> bool:
-    """True when cuML can be imported here (checked without importing it)."""
-    return importlib.util.find_spec("cuml") is not None
+#: the GPU libraries each algorithm's gpu backend can run on, any one of them sufficing
+GPU_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "dbscan": ("cupy", "cuml"),  # its own grid kernel on CuPy, or cuML's DBSCAN
+    "umap": ("cuml",),
+}
+_LIBRARY_NAMES = {"cupy": "CuPy", "cuml": "cuML"}
 
 
-def executors_have_gpus(spark: SparkSession) -> tuple[bool, str]:
-    """Whether the executors of ``spark`` can run cuML, with the reason.
+def importable(module: str) -> bool:
+    """True when ``module`` can be imported here (checked without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def executors_have_gpus(
+    spark: SparkSession, libraries: tuple[str, ...] = ("cuml",)
+) -> tuple[bool, str]:
+    """Whether the executors of ``spark`` can run one of the GPU ``libraries``, with the reason.
 
     On a cluster this reads the GPU resource settings (``spark.executor.resource.gpu.amount``),
-    which is what YARN schedules on; on a local master it looks at this host (cuML importable
-    and ``nvidia-smi`` listing a device), since the driver is the executor.
+    which is what YARN schedules on; on a local master it looks at this host (one of the
+    libraries importable and ``nvidia-smi`` listing a device), since the driver is the executor.
     """
     from .session import gpu_available
 
     conf = spark.sparkContext.getConf()
     master = conf.get("spark.master", "local[*]") or "local[*]"
     if master.startswith("local"):
-        if not cuml_importable():
-            return False, "cuML is not installed"
+        present = [m for m in libraries if importable(m)]
+        if not present:
+            names = [_LIBRARY_NAMES.get(m, m) for m in libraries]
+            if len(names) == 1:
+                return False, f"{names[0]} is not installed"
+            return False, f"neither {' nor '.join(names)} is installed"
         if not gpu_available():
             return False, "no NVIDIA GPU visible (nvidia-smi)"
-        return True, "cuML and a GPU are present on this host"
+        found = ", ".join(_LIBRARY_NAMES.get(m, m) for m in present)
+        return True, f"{found} and a GPU are present on this host"
     amount = conf.get("spark.executor.resource.gpu.amount", "0") or "0"
     try:
         gpus = float(amount)
@@ -128,13 +143,14 @@ def executors_have_gpus(spark: SparkSession) -> tuple[bool, str]:
 def resolve_backend(algorithm: str, requested: str, spark: SparkSession) -> str:
     """Turn ``auto``/``cpu``/``gpu`` into the backend that will run, logging why.
 
-    ``auto`` picks the GPU when the executors can run cuML and otherwise the CPU; an explicit
+    ``auto`` picks the GPU when the executors can run one of the algorithm's GPU libraries
+    (:data:`GPU_LIBRARIES`) and otherwise the CPU; an explicit
     ``gpu`` without a usable GPU fails here, before any work starts.
     """
     check_choice("backend", requested, BACKEND_CHOICES)
     if requested == "cpu":
         return "cpu"
-    has_gpu, why = executors_have_gpus(spark)
+    has_gpu, why = executors_have_gpus(spark, GPU_LIBRARIES.get(algorithm, ("cuml",)))
     if requested == "gpu":
         if not has_gpu:
             raise ValueError(f"backend='gpu' was requested for {algorithm} but {why}")

@@ -97,7 +97,7 @@ def test_cpu_node_dry_run(node) -> None:
 def test_gpu_worker_dry_run_installs_cuml_cgroups_and_rapids_jar(node) -> None:
     proc = node(
         "--wheel", WHEEL, "--jars", JARS, "--gpu", "workers", "--cuml-version", "25.10",
-        "--rapids-jar", JARS + "rapids-4-spark.jar", gpu=True,
+        "--cuda", "12", "--rapids-jar", JARS + "rapids-4-spark.jar", gpu=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -106,6 +106,8 @@ def test_gpu_worker_dry_run_installs_cuml_cgroups_and_rapids_jar(node) -> None:
     assert "cuml-cu12\\~=25.10.0" in out or "cuml-cu12~=25.10.0" in out
     assert f"{JARS}rapids-4-spark.jar {node.prefix}/jars/rapids-4-spark.jar" in out
     assert "find_spec\\(\\'cuml\\'\\)" in out  # the final import check covers cuML
+    assert "cupy-cuda12x\\>=13.6" in out or "cupy-cuda12x>=13.6" in out
+    assert "find_spec\\(\\'cupy\\'\\)" in out  # and CuPy, which the grid kernel runs on
 
 
 def test_gpu_cluster_master_without_gpu_skips_gpu_stack(node) -> None:

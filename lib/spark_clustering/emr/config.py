@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from .configurations import (
-    check_gpu_instance,
     check_rapids,
     is_instance_type,
     is_rapids,
@@ -23,6 +22,7 @@ from .configurations import (
     read_json,
     spark_defaults,
 )
+from .gpu_sizing import SIZED_KEYS, ExecutorSize, apply_size, size_executors, size_for
 
 CLUSTER_TYPES = ("cpu", "gpu")
 INSTANCE_KINDS = ("groups", "fleets")
@@ -294,12 +294,15 @@ def parse_launch_config(data: dict[str, Any], path: Path) -> LaunchConfig:
     configurations = load_configurations(configurations_path)
     rapids = is_rapids(configurations)
     if cluster_type == "gpu":
-        problems = check_rapids(configurations)
-        if problems:
-            raise ValueError(
-                f"launch config: configurations={str(configurations_path)!r} is not a valid GPU "
-                "(RAPIDS) configuration: " + "; ".join(problems)
+        sized = sorted(set(spark_defaults(configurations)) & set(SIZED_KEYS))
+        if sized:
+            raise _err(
+                "configurations",
+                str(configurations_path),
+                f"no {', '.join(sized)}: the launcher sizes executors from the instance types",
             )
+        # the file's own settings first, with a nominal size; the real one follows the instances
+        _check_gpu_configurations(configurations_path, configurations, NOMINAL_SIZE)
     elif rapids:
         raise _err(
             "configurations",
@@ -389,14 +392,16 @@ def parse_launch_config(data: dict[str, Any], path: Path) -> LaunchConfig:
     key_name = _get(instances, "instances.key_name", (str, type(None)), None)
     root_gb = _int_in(instances, "instances.ebs_root_volume_size", 15, 100, 32)
     if cluster_type == "gpu":
-        cores = int(spark_defaults(configurations).get("spark.executor.cores", "1"))
         for spec in roles:
             if spec.role == "master":
                 continue
             for itype in spec.types:
-                why = check_gpu_instance(itype, cores)
-                if why:
-                    raise _err(f"instances.{spec.role}", itype, why)
+                try:
+                    size_for(itype)
+                except ValueError as exc:
+                    raise _err(f"instances.{spec.role}", itype, str(exc)) from None
+        size = executor_size(roles, kind)
+        _check_gpu_configurations(configurations_path, apply_size(configurations, size), size)
 
     idle = _int_in(data, "idle_timeout_seconds", *IDLE_TIMEOUT_RANGE, 3600)
     concurrency = _int_in(data, "step_concurrency_level", 1, 256, 1)
@@ -464,6 +469,28 @@ def parse_launch_config(data: dict[str, Any], path: Path) -> LaunchConfig:
         tags=dict(tags),
         jobs=jobs,
     )
+
+
+#: the size the configurations file is first checked with, before the instances are read
+NOMINAL_SIZE = size_executors([(["g4dn.2xlarge"], 1)])
+
+
+def executor_size(roles: tuple[RoleSpec, ...] | list[RoleSpec], kind: str) -> ExecutorSize:
+    """GPU executors sized from the core and task instance types and counts."""
+    return size_executors(
+        (spec.types, spec.count if kind == "groups" else spec.on_demand + spec.spot)
+        for spec in roles
+        if spec.role != "master"
+    )
+
+
+def _check_gpu_configurations(path: Path, configurations: list, size: ExecutorSize) -> None:
+    problems = check_rapids(apply_size(configurations, size))
+    if problems:
+        raise ValueError(
+            f"launch config: configurations={str(path)!r} is not a valid GPU "
+            "(RAPIDS) configuration: " + "; ".join(problems)
+        )
 
 
 #: Where emr/bootstrap.sh puts the jars uploaded from ``artifacts.jars`` on every node.

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .gpu_sizing import check_memory
+
 Configuration = dict[str, Any]
 
 #: Top-level classifications this project may use on EMR 7 (Amazon EMR Release Guide,
@@ -126,11 +128,23 @@ RAPIDS_LIBRARY_PATH_ENTRIES = ("/usr/local/cuda/lib64", "/usr/local/cuda/compat/
 #: the SQL plugin: the plugin must not grab the GPU memory as a pool, CuPy needs a writable cache
 #: and YARN must not scale executors away under a barrier stage.
 ML_REQUIRED: dict[tuple[str, str], str] = {
-    ("spark-defaults", "spark.rapids.memory.gpu.pooling.enabled"): "false",
+    # "NONE": no RMM pool (the RAPIDS configuration reference; this key replaces the deprecated
+    # spark.rapids.memory.gpu.pooling.enabled=false)
+    ("spark-defaults", "spark.rapids.memory.gpu.pool"): "NONE",
     ("spark-defaults", "spark.dynamicAllocation.enabled"): "false",
     ("spark-defaults", "spark.executorEnv.CUPY_CACHE_DIR"): "/tmp/.cupy",
     ("spark-defaults", "spark.python.worker.reuse"): "true",
 }
+
+
+#: settings the RAPIDS Accelerator's configuration reference lists as deprecated -> replacement
+DEPRECATED: dict[str, str] = {
+    "spark.rapids.memory.gpu.pooling.enabled": "spark.rapids.memory.gpu.pool",
+}
+
+#: Amazon Linux 2023 (EMR 7) names ENA interfaces by the predictable scheme (ens5, ens6, ...);
+#: NCCL_SOCKET_IFNAME is a prefix list, so "eth" matches no interface there
+NCCL_IFNAME_PREFIXES = ("ens", "^")
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -270,6 +284,23 @@ def check_rapids(configs: list[Configuration]) -> list[str]:
         if entry not in libpath:
             problems.append(f"spark-defaults: spark.executor.extraLibraryPath lacks {entry}")
     problems += _check_gpu_arithmetic(defaults)
+    for key, replacement in DEPRECATED.items():
+        if key in defaults:
+            problems.append(f"spark-defaults: {key} is deprecated; set {replacement} instead")
+    ifname = defaults.get("spark.executorEnv.NCCL_SOCKET_IFNAME")
+    if ifname is not None and not ifname.startswith(NCCL_IFNAME_PREFIXES):
+        problems.append(
+            f"spark-defaults: spark.executorEnv.NCCL_SOCKET_IFNAME={ifname!r} matches no "
+            "interface of Amazon Linux 2023 (ens*); accepted: a prefix starting with 'ens', or "
+            "an exclusion list starting with '^'"
+        )
+    fixed = defaults.get("spark.dynamicAllocation.enabled") == "false"
+    if fixed and not defaults.get("spark.executor.instances", "").isdigit():
+        problems.append(
+            "spark-defaults: spark.dynamicAllocation.enabled=false needs "
+            "spark.executor.instances (YARN starts 2 executors otherwise)"
+        )
+    problems += check_memory(defaults)
     return problems
 
 
@@ -298,56 +329,8 @@ def _check_gpu_arithmetic(defaults: Mapping[str, str]) -> list[str]:
     return problems
 
 
-_GPU_FAMILIES = {
-    # family: (vCPUs per GPU on the smallest multi-size, documented by EC2) -> sizes we accept
-    "g4dn": {
-        "xlarge": (4, 1),
-        "2xlarge": (8, 1),
-        "4xlarge": (16, 1),
-        "8xlarge": (32, 1),
-        "16xlarge": (64, 1),
-        "12xlarge": (48, 4),
-        "metal": (96, 8),
-    },
-    "g5": {
-        "xlarge": (4, 1),
-        "2xlarge": (8, 1),
-        "4xlarge": (16, 1),
-        "8xlarge": (32, 1),
-        "16xlarge": (64, 1),
-        "12xlarge": (48, 4),
-        "24xlarge": (96, 4),
-        "48xlarge": (192, 8),
-    },
-    "p3": {"2xlarge": (8, 1), "8xlarge": (32, 4), "16xlarge": (64, 8)},
-}
-
-#: EC2 GPU instance types supported for the RAPIDS Accelerator here -> (vCPUs, GPUs).
-GPU_INSTANCE_TYPES: dict[str, tuple[int, int]] = {
-    f"{family}.{size}": spec
-    for family, sizes in _GPU_FAMILIES.items()
-    for size, spec in sizes.items()
-}
-
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[0-9]*[a-z]+[0-9]*[a-z]*$")
 
 
 def is_instance_type(name: str) -> bool:
     return bool(_INSTANCE_TYPE.match(name))
-
-
-def check_gpu_instance(instance_type: str, executor_cores: int) -> str | None:
-    """Why ``instance_type`` cannot run one ``executor_cores``-core executor per GPU, or None."""
-    spec = GPU_INSTANCE_TYPES.get(instance_type)
-    if spec is None:
-        return (
-            f"{instance_type!r} is not a supported GPU instance type; accepted: "
-            f"{', '.join(sorted(GPU_INSTANCE_TYPES))}"
-        )
-    vcpus, gpus = spec
-    if vcpus // gpus < executor_cores:
-        return (
-            f"{instance_type!r} has {vcpus} vCPUs for {gpus} GPU(s): too few for "
-            f"spark.executor.cores={executor_cores} per GPU executor"
-        )
-    return None

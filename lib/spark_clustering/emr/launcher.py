@@ -22,9 +22,11 @@ from .config import (
     NODE_JARS_DIR,
     NODE_VENV_DIR,
     LaunchConfig,
+    executor_size,
     security_configuration_json,
     split_s3_uri,
 )
+from .gpu_sizing import apply_size, cuda_major
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,9 @@ def bootstrap_args(config: LaunchConfig, wheel_uri: str) -> list[str]:
     if config.jars or config.rapids_jar:
         args += ["--jars", f"{config.artifacts_uri}jars/"]
     if config.cluster_type == "gpu":
+        workers = [t for spec in config.roles if spec.role != "master" for t in spec.types]
         args += ["--gpu", "workers", "--cuml-version", config.cuml_version]
+        args += ["--cuda", str(cuda_major(workers))]
         if config.rapids_jar:
             args += ["--rapids-jar", f"{config.artifacts_uri}jars/{RAPIDS_JAR_NAME}"]
     else:
@@ -142,8 +146,11 @@ def bootstrap_args(config: LaunchConfig, wheel_uri: str) -> list[str]:
 
 
 def cluster_configurations(config: LaunchConfig) -> list[dict[str, Any]]:
-    """The configuration file's classifications, adjusted for a pinned RAPIDS jar."""
+    """The configuration file's classifications, with GPU executors sized from the instance
+    types (:mod:`spark_clustering.emr.gpu_sizing`) and adjusted for a pinned RAPIDS jar."""
     configs = json.loads(json.dumps(config.configurations))
+    if config.cluster_type == "gpu":
+        configs = apply_size(configs, executor_size(config.roles, config.instance_kind))
     if config.rapids_jar:
         # A pinned jar replaces EMR's bundled build: two copies of the plugin on one classpath
         # load whichever comes first.

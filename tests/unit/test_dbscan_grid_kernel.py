@@ -1,0 +1,207 @@
+"""The GPU grid kernel's algorithm run with numpy, against the CPU kernel and scikit-learn.
+
+The kernel is written against an array module; here it runs on numpy, so everything but the
+device run itself (``tests/gpu/test_dbscan_grid_kernel_gpu.py``) is tested on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dbscan_data import EPS, MIN_POINTS, assert_same_region, parity_dataset, sklearn_reference
+from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+from spark_clustering.backends.gpu import dbscan_kernel as gpu_backend
+from spark_clustering.backends.gpu import grid_kernel
+from spark_clustering.backends.gpu.grid_kernel import GridKernel, neighbour_offsets
+
+NUMPY_KERNEL = GridKernel(xp=np)
+
+
+def _exact_eps_cases(d: int) -> np.ndarray:
+    """Pairs exactly at eps (and one ulp beyond) for an eps that is not a power of two."""
+    eps = 0.3
+    base = np.zeros((1, d))
+    step = np.zeros(d)
+    step[0] = eps
+    beyond = np.zeros(d)
+    beyond[0] = np.nextafter(eps, 1.0)
+    chain = base + np.arange(6)[:, None] * step  # 0, 0.3, 0.6 ...: sums round both ways
+    return np.concatenate([chain, chain + beyond + 10.0])
+
+
+def datasets() -> list[tuple[str, np.ndarray, float]]:
+    rng = np.random.default_rng(3)
+    cases = [(f"parity-{d}d", parity_dataset(d), EPS) for d in (1, 2, 3, 5)]
+    cases += [(f"exact-eps-{d}d", _exact_eps_cases(d), 0.3) for d in (1, 2, 3)]
+    cases.append(("duplicates", np.repeat(rng.uniform(0, 2, (30, 2)), 6, axis=0), EPS))
+    cases.append(("all-noise", rng.uniform(0, 1000, (300, 3)), EPS))
+    cases.append(("one-cell", rng.normal(0, 1e-3, (200, 3)), EPS))
+    cases.append(("one-big-blob", rng.normal(0, 1.0, (3000, 3)), EPS))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "x", "eps"), datasets(), ids=[c[0] for c in datasets()])
+@pytest.mark.parametrize("home_share", [1.0, 0.7])
+def test_fit_region_is_the_cpu_kernels_result(name, x, eps, home_share):
+    home = np.random.default_rng(1).random(x.shape[0]) < home_share
+    cpu = CPU_KERNEL.fit_region(x, home, eps, MIN_POINTS)
+    assert_same_region(NUMPY_KERNEL.fit_region(x, home, eps, MIN_POINTS), cpu)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_all_home_matches_sklearn(d):
+    x = parity_dataset(d)
+    res = NUMPY_KERNEL.fit_region(x, np.ones(x.shape[0], dtype=bool), EPS, MIN_POINTS)
+    ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
+    core = np.zeros(x.shape[0], dtype=bool)
+    core[res.core_index] = True
+    np.testing.assert_array_equal(core, ref_core)
+    pairs = set(zip(res.core_component.tolist(), ref_labels[res.core_index].tolist(), strict=True))
+    assert len(pairs) == len(set(res.core_component.tolist())) == len(set(ref_labels[ref_core]))
+
+
+@pytest.mark.parametrize(("name", "x", "eps"), datasets(), ids=[c[0] for c in datasets()])
+def test_nearest_core_is_the_cpu_kernels_result(name, x, eps):
+    fit = CPU_KERNEL.fit_region(x, np.ones(x.shape[0], dtype=bool), eps, MIN_POINTS)
+    cores = x[fit.core_index]
+    rng = np.random.default_rng(2)
+    queries = np.concatenate([x, x + rng.normal(0, eps / 2, x.shape)])
+    want = CPU_KERNEL.nearest_core(queries, cores, fit.core_component, eps)
+    got = NUMPY_KERNEL.nearest_core(queries, cores, fit.core_component, eps)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_nearest_core_ties_go_to_the_smaller_cluster():
+    cores = np.array([[0.0], [0.2]])
+    label, is_core = NUMPY_KERNEL.nearest_core(
+        np.array([[0.1], [5.0]]), cores, np.array([3, 1]), 0.15
+    )
+    assert label.tolist() == [1, -1] and is_core.tolist() == [False, False]
+
+
+def test_small_batches_give_the_same_result(monkeypatch):
+    x = parity_dataset(3)
+    home = np.random.default_rng(4).random(x.shape[0]) < 0.8
+    monkeypatch.setattr(grid_kernel, "_MAX_BATCH_PAIRS", 500)  # hundreds of batches per step
+    assert_same_region(
+        NUMPY_KERNEL.fit_region(x, home, EPS, MIN_POINTS),
+        CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS),
+    )
+
+
+def test_region_too_large_for_the_memory_runs_on_the_cpu_kernel(caplog, monkeypatch):
+    x = parity_dataset(2)
+    home = np.ones(x.shape[0], dtype=bool)
+    small = GridKernel(xp=np, memory_bytes=100_000)  # far below n x (point state + pairs)
+    assert not small.plan(x.shape[0], 2)[0]
+    assert GridKernel(xp=np, memory_bytes=1 << 30).plan(x.shape[0], 2)[0]
+    calls = []
+    monkeypatch.setattr(GridKernel, "_fit", lambda *a, **k: calls.append(1))
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        res = small.fit_region(x, home, EPS, MIN_POINTS)
+    assert calls == []
+    assert_same_region(res, CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "runs on the CPU kernel" in lines[0] and "MiB" in lines[0]
+
+
+def test_high_dimensions_run_on_the_cpu_kernel(caplog):
+    x = parity_dataset(10)[:400]
+    home = np.ones(x.shape[0], dtype=bool)
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        res = NUMPY_KERNEL.fit_region(x, home, EPS, MIN_POINTS)
+    assert "10 dims" in caplog.text
+    assert_same_region(res, CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS))
+
+
+def test_neighbour_offsets_follow_the_cpu_bound():
+    for d in (1, 2, 3):
+        off = neighbour_offsets(d)
+        a = np.maximum(np.abs(off) - 1, 0)
+        assert np.all((a * a).sum(axis=1) <= d)
+        assert off[0].tolist() == [0] * d and len({tuple(o) for o in off.tolist()}) == len(off)
+    assert len(neighbour_offsets(1)) == 5 and len(neighbour_offsets(2)) == 25
+
+
+def test_gpu_backend_picks_grid_cuml_or_cpu(monkeypatch):
+    monkeypatch.delenv(gpu_backend.KERNEL_ENV, raising=False)
+    monkeypatch.setattr(gpu_backend, "cupy_device_count", lambda: 1)
+    assert gpu_backend.choose_gpu_kernel()[0] == "grid"
+    monkeypatch.setattr(gpu_backend, "cupy_device_count", lambda: 0)
+    monkeypatch.setattr(gpu_backend.importlib.util, "find_spec", lambda name: object())
+    assert gpu_backend.choose_gpu_kernel()[0] == "cuml"
+    monkeypatch.setattr(gpu_backend.importlib.util, "find_spec", lambda name: None)
+    assert gpu_backend.choose_gpu_kernel() == (
+        "cpu",
+        "neither CuPy with a device nor cuML is present on this executor",
+    )
+    monkeypatch.setenv(gpu_backend.KERNEL_ENV, "cuml")
+    assert gpu_backend.choose_gpu_kernel() == ("cuml", "requested")
+    monkeypatch.setenv(gpu_backend.KERNEL_ENV, "tpu")
+    with pytest.raises(ValueError, match="SPARK_CLUSTERING_GPU_KERNEL='tpu'"):
+        gpu_backend.choose_gpu_kernel()
+
+
+def test_gpu_backend_without_a_gpu_runs_the_cpu_kernel(caplog, monkeypatch):
+    monkeypatch.delenv(gpu_backend.KERNEL_ENV, raising=False)
+    monkeypatch.setattr(gpu_backend, "cupy_device_count", lambda: 0)
+    monkeypatch.setattr(gpu_backend.importlib.util, "find_spec", lambda name: None)
+    kernel = gpu_backend.GPUKernel()
+    x = parity_dataset(2)
+    home = np.ones(x.shape[0], dtype=bool)
+    with caplog.at_level(logging.INFO, logger=gpu_backend.__name__):
+        assert_same_region(
+            kernel.fit_region(x, home, EPS, MIN_POINTS),
+            CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS),
+        )
+        kernel.fit_region(x, home, EPS, MIN_POINTS)
+    assert caplog.text.count("dbscan gpu backend: cpu kernel") == 1
+
+
+def test_kernels_import_without_pyspark_or_cupy():
+    code = (
+        "import sys; import spark_clustering.backends.gpu.grid_kernel;"
+        "import spark_clustering.backends.gpu.dbscan_kernel;"
+        "print(','.join(m for m in ('pyspark', 'cupy', 'cuml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_cells_linked_by_points_beyond_the_first_sample():
+    # two dense cells whose first (sampled) core points are 1.03 apart; only their last points,
+    # 0.95 and 1.05, are within eps: the full pass must find that link
+    x = np.array([[0.02]] * 10 + [[0.95]] + [[1.98]] * 10 + [[1.05]])
+    res = NUMPY_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), eps=1.0, min_points=3)
+    assert res.core_index.tolist() == list(range(len(x)))
+    assert set(res.core_component.tolist()) == {0}
+    assert_same_region(res, CPU_KERNEL.fit_region(x, np.ones(len(x), dtype=bool), 1.0, 3))
+
+
+#: the array-module functions the kernel may call: present in CuPy 14 with the arguments the
+#: kernel passes (checked against its sources: lexsort takes the 2-D key array, bincount's
+#: weights are float64, searchsorted takes side=); repeat is absent on purpose (CuPy's takes no
+#: device array of repeats)
+CUPY_CHECKED = {
+    "all", "any", "arange", "asarray", "bincount", "concatenate", "cumsum", "flatnonzero",
+    "float64", "floor", "full", "int64", "isfinite", "lexsort", "maximum", "minimum", "ones",
+    "searchsorted", "stack", "unique", "where", "zeros",
+}  # fmt: skip
+
+
+def test_kernel_calls_only_array_functions_checked_against_cupy():
+    import re
+
+    code = "\n".join(
+        line.split("#")[0] for line in Path(grid_kernel.__file__).read_text().splitlines()
+    )
+    used = set(re.findall(r"\bxp\.([a-z_0-9]+)", code))
+    assert used, "the pattern no longer finds the kernel's array calls"
+    assert used <= CUPY_CHECKED, f"check these against CuPy first: {sorted(used - CUPY_CHECKED)}"
