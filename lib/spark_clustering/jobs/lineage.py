@@ -181,10 +181,13 @@ def log_preparation(
     prepared: Any,
     input_path: str,
     output_path: str | None = None,
+    component: str | None = "Preparation",
 ) -> None:
-    """The preparation as its own ``Preparation`` component of ``trial``: the spec (parameters
-    ``spec.*``), the raw input as a data set, the counts (metrics ``prepare.*``), the report
-    and ``preparation.json`` (artifacts) and, when written, the features as an output."""
+    """The preparation as its own component of ``trial`` (``None``: on the trial itself, the
+    prepare job's own trial): the spec (parameters ``spec.*``), the raw input as a data set,
+    the counts (metrics ``prepare.*``), the report and ``preparation.json`` (artifacts) and,
+    when written, the features as an output."""
+    import contextlib
     import json
     import tempfile
 
@@ -192,7 +195,7 @@ def log_preparation(
 
     from .segment import _flat
 
-    with trial.component("Preparation"):
+    with trial.component(component) if component else contextlib.nullcontext():
         spec = prepared.preparation.get("spec", {})
         trial.log_parameters({f"spec.{k}": v for k, v in _flat(spec).items()})
         log_input(trial, spark, "raw", input_path, rows=prepared.report.get("input", {})

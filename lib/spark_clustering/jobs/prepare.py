@@ -7,8 +7,8 @@ counts and its tracking run) atomically: into a temporary sibling of the output 
 renamed into place only when everything is written. Bad input the spec does not allow ends the
 job with exit code 2 and one clear error line, no output written.
 
-With ``--tracking`` the run is recorded as a trial holding a ``Preparation`` component: the
-spec, the raw input as a data set, the counts and the report (see docs/tracking.md).
+With ``--tracking`` the run is recorded as a trial: the spec, the raw input as a data set, the
+counts and the report (see docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def run_prepare(
                 "master": spark.sparkContext.master,
                 **gpu_summary(spark, table),
             }
-            log_preparation(trial, spark, prepared, spec.input.path, spec.output.path)
+            log_preparation(trial, spark, prepared, spec.input.path, spec.output.path, None)
             record = {
                 "job": "prepare",
                 "run_id": run_id,

@@ -681,9 +681,10 @@ def _segment_locked(
                         with open(os.path.join(extra, "transitions.csv"), "w") as fh:
                             fh.write(render(summary["transitions"], "csv"))
                         trial.log_artifact(os.path.join(extra, "transitions.csv"))
-                trial.log_output("assignments", paths["assignments"])
-                trial.log_output("model", paths["model"])
-                trial.log_output("report", f"{paths['run']}/report.html")
+                uri = lineage.absolute_uri
+                trial.log_output("assignments", uri(paths["assignments"]))
+                trial.log_output("model", uri(paths["model"]))
+                trial.log_output("report", uri(f"{paths['run']}/report.html"))
                 # Tracking ends before the commit so that the published summary says truthfully
                 # what was recorded (a publication that fails after this leaves the trial
                 # completed, and the previous run published).

@@ -83,15 +83,21 @@ def apply_http_defaults(env: Any = None) -> dict[str, str]:
     return applied
 
 
-def ui_path(experiment_id: str, run_id: str) -> str:
-    """The run's page, relative to the MLflow server's address (its UI routes after ``#``).
+#: MLflow 3.17's UI takes the experiment kind from a GenAI / model training switch that
+#: defaults to GenAI (kept in the browser); this query parameter sets it to model training
+UI_QUERY = "?workflowType=machine_learning"
+
+
+def ui_path(experiment_id: str, run_id: str | None = None) -> str:
+    """The run's (or experiment's runs) page, relative to the MLflow server's address (the UI
+    routes after ``#``), opening as model training.
 
     Examples
     --------
     >>> ui_path("1", "ab12")
-    '#/experiments/1/runs/ab12'
+    '#/experiments/1/runs/ab12?workflowType=machine_learning'
     """
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
+    return f"#/experiments/{experiment_id}/runs{'/' + run_id if run_id else ''}{UI_QUERY}"
 
 
 def _note(tags: dict[str, str], handle: dict[str, str]) -> str:
@@ -215,6 +221,7 @@ class MlflowBackend:
             "experiment_id": trial["experiment_id"],
             "run_id": trial["run_id"],
             "ui_path": ui_path(trial["experiment_id"], trial["run_id"]),
+            "experiment_ui_path": ui_path(trial["experiment_id"]),
         }
 
     def set_tags(self, trial: dict[str, str], tags: dict[str, str]) -> None:
