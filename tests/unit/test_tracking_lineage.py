@@ -99,6 +99,17 @@ def test_digest_follows_the_files_and_the_uri_is_absolute(tmp_path, monkeypatch)
     assert lineage.absolute_uri("s3://bucket/features/") == "s3://bucket/features"
 
 
+@pytest.mark.spark
+def test_a_hadoop_listing_gives_the_same_files(spark, tmp_path):
+    """S3 and HDFS paths are listed through Hadoop's FileSystem: here its local one."""
+    _write_parts(tmp_path / "features" / "part=1", [10, 20])
+    local = sorted((rel, size) for rel, size, _ in lineage._local_files(str(tmp_path / "features")))
+    uri = (tmp_path / "features").as_uri()
+    listed = sorted((rel, size) for rel, size, _ in lineage._remote_files(spark, uri))
+    assert listed == local == [("part=1/_SUCCESS", 0), ("part=1/part-00000.parquet", 10),
+                               ("part=1/part-00001.parquet", 20)]  # fmt: skip
+
+
 def test_inputs_are_mlflow_datasets(store, client, tmp_path):
     _write_parts(tmp_path / "features", [50])
     with tracking.trial("lineage", "datasets", **store) as t:
