@@ -557,6 +557,7 @@ def _segment_locked(
         tracking.trial(config.experiment, trial_name, tags, **tracking_options(config)) as trial,
     ):
         trial.log_parameters({f"config.{k}": v for k, v in _flat(config.to_dict()).items()})
+        trial.log_input("input", lineage.absolute_uri(config.input_path))  # kept if reading fails
         try:
             if inputs is None:
                 inputs = load_inputs(spark, config, stages)
