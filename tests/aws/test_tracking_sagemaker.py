@@ -374,3 +374,34 @@ def test_experiment_created_meanwhile_is_adopted(proxy, sm):
     tags = {x["Key"]: x["Value"] for x in sm.list_tags(ResourceArn=arn)["Tags"]}
     assert tags["spark-clustering:experiment"] == "parallel"
     assert len(sm.list_trials(ExperimentName="parallel")["TrialSummaries"]) == 1
+
+
+def test_datasets_metrics_once_and_cross_reference(aws_endpoint, sm, monkeypatch):
+    import getpass
+
+    monkeypatch.setattr("sys.argv", ["/opt/jobs/segment_customers.py"])
+    dataset = tracking.Dataset("0f1e2d3c4b5a6978", {"customer_id": "bigint"}, {"rows": 3})
+    with tracking.trial("lineage", "kmeans-k4", {"run_id": "job-9"}, backend="sagemaker") as t:
+        t.log_dataset("input", "s3://bucket/prepared/features", dataset)
+        with t.own_metrics():
+            hooks.log_metrics({"silhouette": 0.6})  # what evaluate() does inside
+        t.log_metric("silhouette", 0.6)
+        ref = t.reference()
+    assert t.failures == [], t.summary_text()
+
+    (summary,) = sm.list_trials(ExperimentName="lineage")["TrialSummaries"]
+    assert ref is not None and ref["backend"] == "sagemaker"
+    assert (ref["trial_name"], ref["trial_arn"]) == (summary["TrialName"], summary["TrialArn"])
+    assert ref["experiment_name"] == "lineage"
+    # the job's run id and the run context as tags of the trial
+    tags = {x["Key"]: x["Value"] for x in sm.list_tags(ResourceArn=summary["TrialArn"])["Tags"]}
+    assert tags["run_id"] == "job-9" and tags["spark-clustering:run-id"] == ref["run_id"]
+    assert tags["user"] == getpass.getuser() and tags["source.name"] == "segment_customers.py"
+    # one component: the trial's own, holding the input, its digest and the metric once
+    comps = _components(sm, summary["TrialName"])
+    assert set(comps) == {"Trial"}
+    trial = comps["Trial"]
+    assert trial["InputArtifacts"] == {"input": {"Value": "s3://bucket/prepared/features"}}
+    assert trial["Parameters"]["input.input.digest"] == {"StringValue": "0f1e2d3c4b5a6978"}
+    (metric,) = trial["Metrics"]
+    assert (metric["MetricName"], metric["Count"], metric["Last"]) == ("silhouette", 1, 0.6)

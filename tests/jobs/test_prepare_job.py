@@ -36,11 +36,48 @@ def generated(spark, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(generated):
+    from mlflow import MlflowClient
+
     out = generated.parent / "prepared"
+    db = f"sqlite:///{generated.parent}/mlflow.db"
+    # created beforehand to keep MLflow's artifacts out of the working directory (and without
+    # the experiment kind tag, which the job adds)
+    MlflowClient(db).create_experiment("prep-test", str(generated.parent / "artifacts"))
     rc = main(["--config", EXAMPLE, "--input", str(generated / "transactions"),
-               "--output", str(out), "--gpu", "off"])  # fmt: skip
+               "--output", str(out), "--gpu", "off", "--tracking", "mlflow",
+               "--tracking-uri", db, "--experiment", "prep-test"])  # fmt: skip
     assert rc == 0
     return out
+
+
+def test_the_run_is_tracked(generated, prepared):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{generated.parent}/mlflow.db")
+    exp = client.get_experiment_by_name("prep-test")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = client.search_runs([exp.experiment_id])
+    record = json.loads((prepared / "summary.json").read_text())
+    report = json.loads((prepared / "report" / "report.json").read_text())
+    # the job's run id and the MLflow run name each other
+    assert record["job"] == "prepare" and run.data.tags["run_id"] == record["run_id"]
+    assert record["tracking"]["run"]["run_id"] == run.info.run_id
+    assert run.info.run_name == "prepare-prepared" and run.info.status == "FINISHED"
+    # the spec, the counts, the raw input as a data set, the report
+    assert run.data.params["spec.input.format"] == "parquet"
+    metrics = run.data.metrics
+    assert metrics["prepare.rows_read"] == report["input"]["rows_read"]
+    assert metrics["prepare.rows_kept"] == report["input"]["rows_kept"]
+    assert metrics["prepare.customers"] == report["customers"]
+    below = report["input"]["range_violations"]["amount"]["below_min"]
+    assert metrics["prepare.found_out_of_range"] == below > 0
+    assert record["counts"] == metrics
+    (given,) = run.inputs.dataset_inputs
+    assert json.loads(given.dataset.source)["uri"] == (generated / "transactions").as_uri()
+    assert len(given.dataset.digest) == 16
+    assert run.data.tags["output.features"] == (prepared / "features").as_uri()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.json", "preparation.json"} <= artifacts
 
 
 def _listing(root: Path) -> dict[str, int]:

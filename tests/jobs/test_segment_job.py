@@ -115,6 +115,9 @@ def test_rerun_replaces_only_its_run_date(spark, data):
         tracking=f'backend = "mlflow"\nexperiment = "seg-test"\ntrial = "kmeans-run"\n'
         f'tracking_uri = "sqlite:///{root}/mlflow.db"\nartifact_location = "{root}/artifacts"',
     )
+    # as if the prepare job had written the features: its record beside them
+    prep = {"job": "prepare", "run_id": "prep-1", "tracking": {"run": {"run_id": "mlflow-prep"}}}
+    (root / "summary.json").write_text(json.dumps(prep))
     assert main(["--config", kmeans, "--run-date", D2]) == 0
     d2 = Path(_run(out, D2).assignments)
     before_d2 = _files(d2)
@@ -146,11 +149,26 @@ def _logged_to_the_trial(root: Path, summary: dict) -> None:
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.run_name == "kmeans-run" and parent.info.status == "FINISHED"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the job's run id and the MLflow run name each other; the prepare run is named too
     assert parent.data.tags["run_id"] == summary["run_id"]
+    assert summary["tracking"]["run"]["run_id"] == parent.info.run_id
+    assert summary["tracking"]["run"]["experiment_id"] == exp.experiment_id
+    assert parent.data.tags["prepare.run_id"] == summary["prepare"]["run_id"] == "prep-1"
+    assert parent.data.tags["prepare.tracking_run_id"] == "mlflow-prep"
+    assert parent.data.tags["spark.version"] and parent.data.tags["mlflow.user"]
     params = {k: v for r in runs for k, v in r.data.params.items()}
-    metrics = {k: v for r in runs for k, v in r.data.metrics.items()}
     assert params["config.clusterer"] == "kmeans" and params["config.clusterer_params.k"] == "3"
+    # each metric once, on the trial: no Evaluation child with copies
+    assert sorted(r.info.run_name for r in runs if r is not parent) == ["Training"]
+    metrics = parent.data.metrics
     assert metrics["silhouette"] == pytest.approx(summary["metrics"]["silhouette"])
+    assert len(client.get_metric_history(parent.info.run_id, "silhouette")) == 1
+    # the features as an MLflow dataset: absolute URI, digest, schema
+    (given,) = parent.inputs.dataset_inputs
+    assert json.loads(given.dataset.source)["uri"] == (root / "features").as_uri()
+    assert json.loads(given.dataset.schema)["mlflow_colspec"][0]["name"] == "customer_id"
+    assert json.loads(given.dataset.profile)["rows"] == summary["customers"]
     artifacts = {
         a.path.rsplit("/", 1)[-1] for r in runs for a in client.list_artifacts(r.info.run_id)
     }

@@ -297,13 +297,27 @@ def _caveat(summary: dict[str, Any]) -> str:
 
 
 def _tracking(summary: dict[str, Any]) -> str:
+    """The tracking status and where the run is: a link when the store is a server, else the
+    ids and the path to open in ``mlflow ui`` (SageMaker: the trial)."""
     t = summary.get("tracking") or {}
     text = html.escape(str(t.get("text", "tracking: off")))
-    link = t.get("run_url") or t.get("url")
-    if link:
-        text += f' &mdash; <a href="{html.escape(str(link))}">tracking run</a>'
-    elif t.get("run_id"):
-        text += f" &mdash; tracking run id {html.escape(str(t['run_id']))}"
+    ref = t.get("run") or {}
+    if ref.get("backend") == "mlflow" and ref.get("run_id"):
+        uri = str(ref.get("tracking_uri", ""))
+        path = str(ref.get("ui_path", ""))
+        if uri.startswith(("http://", "https://")) and path:
+            link = uri.rstrip("/") + "/" + path.lstrip("/")
+            run = html.escape(ref["run_id"])
+            text += f' &mdash; <a href="{html.escape(link)}">tracking run {run}</a>'
+        else:
+            text += (
+                f" &mdash; MLflow run {html.escape(ref['run_id'])} in {html.escape(uri)} "
+                f"(<code>mlflow ui --backend-store-uri {html.escape(uri)}</code>, then "
+                f"{html.escape(path)})"
+            )
+    elif ref:
+        ids = ", ".join(f"{k} {v}" for k, v in ref.items() if k != "backend")
+        text += f" &mdash; {html.escape(ids)}"
     return f"<p>{text}</p>"
 
 

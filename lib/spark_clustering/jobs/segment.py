@@ -610,6 +610,7 @@ def _segment_locked(
     from spark_clustering.redact import redact
     from spark_clustering.tracking.core import health_scope
 
+    from . import lineage
     from .io import delete_path, put_local_dir
     from .pipeline import assignments, select_features, write_json
 
@@ -621,6 +622,10 @@ def _segment_locked(
     owned: list[Any] = []
     trial_name = config.trial or f"{config.reducer}-{config.clusterer}-{config.run_date}"
     tags = {"run_id": run_id, "model_version": version, "run_date": config.run_date}
+    prepare = None  # the prepare run that wrote the features, when one did
+    if config.input_kind == "features":
+        prepare = lineage.prepare_record(spark, config.input_path)
+    tags.update(lineage.prepare_tags(prepare))
     summary: dict[str, Any] = {
         "run_id": run_id,
         "model_version": version,
@@ -629,19 +634,25 @@ def _segment_locked(
         "paths": paths,
         **(extra_summary or {}),
     }
+    if prepare:
+        summary["prepare"] = {k: prepare.get(k) for k in ("run_id", "output", "tracking")}
     with (
         health_scope() as health,
         tempfile.TemporaryDirectory(prefix="sc-segment-") as local,
         tracking.trial(config.experiment, trial_name, tags, **tracking_options(config)) as trial,
     ):
         trial.log_parameters({f"config.{k}": v for k, v in _flat(config.to_dict()).items()})
-        trial.log_input("input", config.input_path)
+        trial.log_input("input", lineage.absolute_uri(config.input_path))  # kept if reading fails
         try:
             if inputs is None:
                 inputs = load_inputs(spark, config, stages)
                 owned.append(inputs)
             n, id_col, prepared = inputs.rows, inputs.id_col, inputs.prepared
             _preparation(spark, config, prepared, summary, local)
+            lineage.log_input(trial, spark, "input", config.input_path,
+                              None if prepared else inputs.features, rows=n)  # fmt: skip
+            if prepared is not None:
+                lineage.log_preparation(trial, spark, prepared, config.input_path)
             if reduction is None:
                 selected = select_features(inputs.features, config.select)
                 reduction = reduce_features(selected, config, stages)
@@ -685,7 +696,8 @@ def _segment_locked(
             summary["n_noise"] = sizes.get(-1, 0)
             summary["customers"] = n
             if config.evaluation:
-                summary["metrics"] = score_clustering(clustered, work_col, config, stages)
+                with trial.own_metrics():  # on the trial, not on an Evaluation child too
+                    summary["metrics"] = score_clustering(clustered, work_col, config, stages)
                 by_cluster = summary["metrics"].pop("silhouette_by_cluster", None)
                 if by_cluster:
                     summary["silhouette_by_cluster"] = {str(k): v for k, v in by_cluster.items()}
@@ -775,7 +787,8 @@ def _segment_locked(
             with stages.stage("write report"):
                 # the copy sent to the tracking store can only say what was recorded so far
                 summary["tracking"] = {"status": "recording", "recorded_calls": trial.recorded,
-                                       "not_recorded": len(trial.failures)}  # fmt: skip
+                                       "not_recorded": len(trial.failures),
+                                       "run": trial.reference()}  # fmt: skip
                 _write_summary(redact(summary), local)
                 for name in (
                     "report.html",
@@ -796,14 +809,16 @@ def _segment_locked(
                         with open(os.path.join(extra, "transitions.csv"), "w") as fh:
                             fh.write(render(summary["transitions"], "csv"))
                         trial.log_artifact(os.path.join(extra, "transitions.csv"))
-                trial.log_output("assignments", paths["assignments"])
-                trial.log_output("model", paths["model"])
-                trial.log_output("report", f"{paths['run']}/report.html")
+                uri = lineage.absolute_uri
+                trial.log_output("assignments", uri(paths["assignments"]))
+                trial.log_output("model", uri(paths["model"]))
+                trial.log_output("report", uri(f"{paths['run']}/report.html"))
                 # Tracking ends before the commit so that the published summary says truthfully
                 # what was recorded (a publication that fails after this leaves the trial
                 # completed, and the previous run published).
                 trial.end(ok=True)
-                summary["tracking"] = {**health.summary(), "text": health.text()}
+                summary["tracking"] = {**health.summary(), "text": health.text(),
+                                       "run": trial.reference()}  # fmt: skip
                 _write_summary(redact(summary), local)
                 put_local_dir(spark, local, run.path)
             fault_point("commit:written")

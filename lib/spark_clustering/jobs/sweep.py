@@ -311,7 +311,9 @@ def run_trial(
                 "noise_fraction": sizes.get(-1, 0) / max(inputs.rows, 1),
             }
             if base.evaluation:
-                metrics.update(segment.score_clustering(clustered, reduction.col, cfg, work.stages))
+                with trial.own_metrics():  # logged once below, on the trial
+                    scores = segment.score_clustering(clustered, reduction.col, cfg, work.stages)
+                metrics.update(scores)
                 metrics.pop("silhouette_by_cluster", None)  # a trial's figures are scalars
         finally:
             clustered.unpersist()

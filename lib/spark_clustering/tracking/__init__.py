@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .config import BACKEND_CHOICES, TrackingConfig, resolve_config
 from .core import (
     Component,
+    Dataset,
     ParameterConflict,
     TrackingError,
     Trial,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BACKEND_CHOICES",
     "Component",
+    "Dataset",
     "ParameterConflict",
     "TrackingConfig",
     "TrackingError",

@@ -1,4 +1,5 @@
-"""Run context recorded as tags when a trial opens: version, git commit, Spark, EMR.
+"""Run context recorded as tags when a trial opens: version, user and source, git commit, Spark,
+EMR.
 
 Nothing here imports pyspark: the Spark application is looked up only when pyspark is already
 loaded in this process, so a bare driver (or a notebook without Spark) pays nothing.
@@ -6,7 +7,9 @@ loaded in this process, so a bare driver (or a notebook without Spark) pays noth
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import getpass
 import json
 import logging
 import os
@@ -51,7 +54,8 @@ def _git_head(where: str) -> str | None:
 
 
 def spark_context() -> dict[str, str]:
-    """Application id and master of the active SparkSession, when pyspark is already loaded."""
+    """Application id, master and Spark version of the active SparkSession, when pyspark is
+    already loaded."""
     if "pyspark.sql" not in sys.modules:
         return {}
     try:
@@ -61,7 +65,11 @@ def spark_context() -> dict[str, str]:
         if session is None:
             return {}
         sc = session.sparkContext
-        return {"spark.app_id": str(sc.applicationId), "spark.master": str(sc.master)}
+        return {
+            "spark.app_id": str(sc.applicationId),
+            "spark.master": str(sc.master),
+            "spark.version": str(session.version),
+        }
     except Exception as exc:  # a stopped or half-built session must not break tracking
         log.debug("no Spark context for tracking tags: %s", exc)
         return {}
@@ -98,11 +106,34 @@ def emr_context(
     return tags
 
 
+def source_context(argv: list[str] | None = None) -> dict[str, str]:
+    """Who ran what: ``user`` (the OS user), ``source.name`` (the script or entry point) and
+    ``source.type`` (``NOTEBOOK`` in a Jupyter kernel, else ``LOCAL``, as MLflow records them).
+
+    Examples
+    --------
+    >>> source_context(["/opt/jobs/segment.py", "--config", "s.toml"])["source.name"]
+    'segment.py'
+    """
+    argv = sys.argv if argv is None else argv
+    tags: dict[str, str] = {}
+    with contextlib.suppress(Exception):  # no name for this uid (a container): no user tag
+        tags["user"] = getpass.getuser()
+    script = os.path.basename(argv[0]) if argv and argv[0] else ""
+    notebook = "ipykernel" in sys.modules
+    if script and script not in ("-c", "-m") and not notebook:
+        tags["source.name"] = script
+    elif notebook:
+        tags["source.name"] = "notebook"
+    tags["source.type"] = "NOTEBOOK" if notebook else "LOCAL"
+    return tags
+
+
 def run_context() -> dict[str, str]:
     """All context tags available here."""
     from .. import __version__
 
-    tags = {"spark_clustering.version": __version__}
+    tags = {"spark_clustering.version": __version__, **source_context()}
     commit = git_commit()
     if commit:
         tags["git.commit"] = commit

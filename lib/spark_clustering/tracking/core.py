@@ -73,12 +73,30 @@ class MetricPoint:
 
 
 @dataclasses.dataclass
+class Dataset:
+    """What identifies a data set logged as an input: where MLflow shows a Dataset.
+
+    ``digest`` changes when the data changes (the jobs derive it from the files' names, sizes
+    and modification times, not from a scan); ``schema`` maps column names to types;
+    ``profile`` holds a few figures (rows, files, bytes); ``context`` is how the run used it
+    (``training``, ``evaluation``...).
+    """
+
+    digest: str
+    schema: dict[str, str] | None = None
+    profile: dict[str, Any] | None = None
+    context: str = "training"
+
+
+@dataclasses.dataclass
 class Artifact:
-    """An input or output: a named URI with an optional media type."""
+    """An input or output: a named URI with an optional media type (and, for an input logged
+    with :meth:`Trial.log_dataset`, what identifies the data set)."""
 
     name: str
     uri: str
     media_type: str | None = None
+    dataset: Dataset | None = None
 
 
 @dataclasses.dataclass
@@ -125,6 +143,8 @@ class TrackingBackend(Protocol):
 
     def read_trials(self, experiment: str) -> list[TrialRecord]: ...
 
+    def reference(self, trial: Any) -> dict[str, str] | None: ...
+
 
 class NoneBackend:
     """Logs nothing: for users who opt out."""
@@ -152,6 +172,9 @@ class NoneBackend:
 
     def read_trials(self, experiment: str) -> list[TrialRecord]:
         return []
+
+    def reference(self, trial: Any) -> dict[str, str] | None:
+        return None
 
 
 def make_backend(config: TrackingConfig) -> TrackingBackend:
@@ -253,6 +276,8 @@ class Trial:
         #: the store this trial writes to (what an outage switches off)
         self.target = self.config.target()
         self.health: TrackingHealth | None = None
+        #: > 0 while the caller logs the metrics it computes itself (:meth:`own_metrics`)
+        self._own_metrics = 0
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -468,6 +493,26 @@ class Trial:
         """Record an input (a path or URI, not uploaded)."""
         self._log_io("inputs", name, uri, media_type, component)
 
+    def log_dataset(
+        self,
+        name: str,
+        uri: str,
+        dataset: Dataset,
+        media_type: str | None = None,
+        *,
+        component: Component | None = None,
+    ) -> None:
+        """Record an input data set: its absolute URI and what identifies it (digest, schema).
+
+        MLflow shows it in the run's Datasets (``log_inputs``, with ``dataset.context`` as the
+        ``mlflow.data.context`` tag) and keeps the ``input.<name>`` tag; SageMaker records an
+        input artifact and the digest as the parameter ``input.<name>.digest``.
+        """
+        if not isinstance(dataset, Dataset) or not str(dataset.digest):
+            raise ValueError(f"dataset={dataset!r} is not valid; accepted: a Dataset with a digest")
+        validate_key("dataset context", dataset.context)
+        self._log_io("inputs", name, uri, media_type, component, dataset)
+
     def log_output(
         self,
         name: str,
@@ -480,7 +525,13 @@ class Trial:
         self._log_io("outputs", name, uri, media_type, component)
 
     def _log_io(
-        self, kind: str, name: str, uri: str, media_type: str | None, component: Component | None
+        self,
+        kind: str,
+        name: str,
+        uri: str,
+        media_type: str | None,
+        component: Component | None,
+        dataset: Dataset | None = None,
     ) -> None:
         validate_key(kind[:-1], name)
         if not isinstance(uri, (str, os.PathLike)) or not str(uri):
@@ -492,7 +543,7 @@ class Trial:
         target = component or self._target()
         with self._lock:
             self._require_open()
-            getattr(target.data, kind)[name] = Artifact(name, text, media_type)
+            getattr(target.data, kind)[name] = Artifact(name, text, media_type, dataset)
 
     def log_artifact(
         self,
@@ -530,6 +581,35 @@ class Trial:
             self.user_tags.update(clean)
             if self._usable(self.root, "set tags"):
                 self._guard("set tags", lambda: self._be().set_tags(self.handle, clean))
+
+    @contextmanager
+    def own_metrics(self) -> Iterator[None]:
+        """Inside, the metric hooks log nothing: the caller logs the figures it computes
+        itself, once, where they belong (a job puts its evaluation on the trial, not on an
+        ``Evaluation`` component as well)."""
+        with self._lock:
+            self._own_metrics += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._own_metrics -= 1
+
+    @property
+    def hooks_log_metrics(self) -> bool:
+        """False inside :meth:`own_metrics`."""
+        return self._own_metrics == 0
+
+    def reference(self) -> dict[str, str] | None:
+        """Where the backend keeps this trial (MLflow: experiment and run ids, the UI path;
+        SageMaker: trial name and ARN), for a job's summary; None when nothing was opened."""
+        if self.backend is None or self.handle is None:
+            return None
+        try:
+            return self.backend.reference(self.handle)
+        except Exception as exc:  # a reference is a convenience: never fail the job for it
+            log.debug("no tracking reference: %s", exc)
+            return None
 
     def flush(self) -> None:
         """Write everything buffered so far (components stay open)."""
@@ -612,6 +692,7 @@ class Trial:
             "not_recorded": len(self.failures),
             "switched_off": self._broken,
             "failures": [dataclasses.asdict(f) for f in self.failures],
+            "run": self.reference(),
         }
 
     def summary_text(self) -> str:

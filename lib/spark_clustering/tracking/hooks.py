@@ -99,9 +99,14 @@ def log_fit(
 
 
 def log_metrics(metrics: Mapping[str, Any], component: str = "Evaluation") -> None:
-    """Log the numeric values of ``metrics``; other values are counted as not recorded."""
+    """Log the numeric values of ``metrics``; other values are counted as not recorded.
+
+    Nothing is logged inside :meth:`Trial.own_metrics`, where the caller logs them itself.
+    """
 
     def action(t: Trial) -> None:
+        if not t.hooks_log_metrics:  # the caller logs these itself (Trial.own_metrics)
+            return
         target = t.hook_target(component)
         problems = []
         for name, value in metrics.items():

@@ -4,7 +4,15 @@ Any MLflow tracking server works: the default is a SQLite file ``mlflow.db`` in 
 directory; SageMaker's managed MLflow takes its ARN as the tracking URI through the
 ``sagemaker-mlflow`` plugin (the ``sagemaker-mlflow`` extra). mlflow is imported here only,
 when this backend is chosen. Inputs and outputs become run tags ``input.<name>`` and
-``output.<name>`` (with ``.media_type``): MLflow has no generic entity for a named URI.
+``output.<name>`` (with ``.media_type``); an input logged with ``Trial.log_dataset`` is also an
+MLflow dataset (``log_inputs``: absolute URI, digest, schema, ``mlflow.data.context``), which
+the UI shows in the run's Datasets column.
+
+Experiments are tagged ``mlflow.experimentKind = custom_model_development`` (set on those we log
+into that have no kind yet), so MLflow 3's UI treats them as model development (runs), not as a
+GenAI experiment (traces). The run context becomes MLflow's own system tags (user, source, git
+commit), and the run's description (``mlflow.note.content``) says how the job's run id relates
+to MLflow's.
 
 An unreachable server must cost seconds, not the ~4 minutes of MLflow's default HTTP retries:
 :data:`HTTP_DEFAULTS` are put into the environment (where MLflow reads them at each request)
@@ -13,6 +21,7 @@ for every variable the user has not set.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +35,21 @@ TRIAL_TAG = "spark_clustering.trial"
 COMPONENT_TAG = "spark_clustering.component"
 INDEX_TAG = "spark_clustering.index"
 PARENT_TAG = "mlflow.parentRunId"
+#: the experiment tag MLflow 3's UI reads to open an experiment as model development (runs)
+#: rather than GenAI (traces); see mlflow/server/js (ExperimentKind)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: run context tag -> MLflow system tag (mlflow/utils/mlflow_tags.py)
+SYSTEM_TAGS = {
+    "git.commit": "mlflow.source.git.commit",
+    "user": "mlflow.user",
+    "source.name": "mlflow.source.name",
+    "source.type": "mlflow.source.type",
+}
+NOTE_TAG = "mlflow.note.content"
+#: the job's own run id (output paths, summary.json), as a tag of the MLflow run
+JOB_RUN_TAG = "run_id"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
 #: MLflow run status -> the status words the leaderboard uses for every backend (SageMaker's)
 STATUS = {"FINISHED": "Completed", "FAILED": "Failed", "RUNNING": "InProgress", "KILLED": "Stopped"}
 
@@ -57,6 +81,69 @@ def apply_http_defaults(env: Any = None) -> dict[str, str]:
         if not env.get(name):
             env[name] = applied[name] = value
     return applied
+
+
+#: MLflow 3.17's UI takes the experiment kind from a GenAI / model training switch that
+#: defaults to GenAI (kept in the browser); this query parameter sets it to model training
+UI_QUERY = "?workflowType=machine_learning"
+
+
+def ui_path(experiment_id: str, run_id: str | None = None) -> str:
+    """The run's (or experiment's runs) page, relative to the MLflow server's address (the UI
+    routes after ``#``), opening as model training.
+
+    Examples
+    --------
+    >>> ui_path("1", "ab12")
+    '#/experiments/1/runs/ab12?workflowType=machine_learning'
+    """
+    return f"#/experiments/{experiment_id}/runs{'/' + run_id if run_id else ''}{UI_QUERY}"
+
+
+def _note(tags: dict[str, str], handle: dict[str, str]) -> str:
+    """The run's description (Markdown, shown on its page): how its ids relate."""
+    lines = [
+        f"Job run id `{tags[JOB_RUN_TAG]}` (tag `{JOB_RUN_TAG}`): it names the job's outputs; "
+        f"their `summary.json` names this MLflow run under `tracking.run` "
+        f"(run `{handle['run_id']}`, experiment {handle['experiment_id']}).",
+    ]
+    if tags.get("model_version"):
+        lines.append(f"Model version `{tags['model_version']}`.")
+    if tags.get("prepare.run_id"):
+        lines.append(
+            f"Input prepared by the prepare job run `{tags['prepare.run_id']}`"
+            + (
+                f" (MLflow run `{tags['prepare.tracking_run_id']}`)."
+                if tags.get("prepare.tracking_run_id")
+                else "."
+            )
+        )
+    return "\n\n".join(lines)
+
+
+def dataset_input(art: Any) -> Any:
+    """The MLflow ``DatasetInput`` of an input logged with ``Trial.log_dataset``: the source is
+    the URI as MLflow's file-system dataset sources write it (``{"uri": ...}``, source type
+    ``local`` for ``file:``, else the scheme), the schema in MLflow's ``mlflow_colspec`` form."""
+    from urllib.parse import urlparse
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    ds = art.dataset
+    scheme = urlparse(art.uri).scheme
+    schema = None
+    if ds.schema:
+        colspec = [{"name": k, "type": v} for k, v in ds.schema.items()]
+        schema = json.dumps({"mlflow_colspec": colspec})
+    entity = Dataset(
+        name=art.name,
+        digest=ds.digest,
+        source_type="local" if scheme in ("", "file") else scheme,
+        source=json.dumps({"uri": art.uri}),
+        schema=schema,
+        profile=json.dumps(ds.profile) if ds.profile else None,
+    )
+    return DatasetInput(entity, tags=[InputTag(DATASET_CONTEXT_TAG, ds.context)])
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -91,7 +178,9 @@ class MlflowBackend:
             try:
                 return str(
                     self.client.create_experiment(
-                        name, artifact_location=self.config.artifact_location
+                        name,
+                        artifact_location=self.config.artifact_location,
+                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
                     )
                 )
             except MlflowException:
@@ -104,16 +193,36 @@ class MlflowBackend:
             raise RuntimeError(
                 f"MLflow experiment {name!r} is deleted; restore it or choose another name"
             )
+        if create and not exp.tags.get(EXPERIMENT_KIND_TAG):
+            # created before we tagged (or by hand): MLflow 3 would open it on traces
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return str(exp.experiment_id)
 
     def start_trial(self, experiment: str, trial: str, tags: dict[str, str]) -> dict[str, str]:
         experiment_id = self._experiment_id(experiment, create=True)
         assert experiment_id is not None
         run_tags = {**tags, KIND_TAG: "trial", TRIAL_TAG: trial}
-        if "git.commit" in tags:
-            run_tags["mlflow.source.git.commit"] = tags["git.commit"]
+        for ours, system in SYSTEM_TAGS.items():
+            if ours in tags:
+                run_tags[system] = tags[ours]
         run = self.client.create_run(experiment_id, run_name=trial, tags=run_tags)
-        return {"experiment_id": experiment_id, "run_id": run.info.run_id}
+        handle = {"experiment_id": experiment_id, "run_id": run.info.run_id}
+        if JOB_RUN_TAG in tags:
+            self._log_batch(run.info.run_id, tags={NOTE_TAG: _note(tags, handle)})
+        return handle
+
+    def reference(self, trial: dict[str, str]) -> dict[str, str]:
+        """The run's ids and its path in the MLflow UI (relative to the server's address)."""
+        from ..redact import redact_text
+
+        return {
+            "backend": "mlflow",
+            "tracking_uri": redact_text(self.uri),
+            "experiment_id": trial["experiment_id"],
+            "run_id": trial["run_id"],
+            "ui_path": ui_path(trial["experiment_id"], trial["run_id"]),
+            "experiment_ui_path": ui_path(trial["experiment_id"]),
+        }
 
     def set_tags(self, trial: dict[str, str], tags: dict[str, str]) -> None:
         self._log_batch(trial["run_id"], tags=tags)
@@ -139,6 +248,9 @@ class MlflowBackend:
                 tags[f"{kind}.{art.name}"] = art.uri
                 if art.media_type:
                     tags[f"{kind}.{art.name}.media_type"] = art.media_type
+        datasets = [dataset_input(a) for a in data.inputs.values() if a.dataset is not None]
+        if datasets:
+            self.client.log_inputs(run_id, datasets=datasets)
         self._log_batch(
             run_id,
             params={k: str(v) for k, v in data.params.items()},

@@ -301,6 +301,16 @@ class SageMakerBackend:
         handle["arns"] = [self._create_trial(handle, name, {**tags, **own})]
         return handle
 
+    def reference(self, trial: dict[str, Any]) -> dict[str, str]:
+        """The SageMaker trial (first part) and its run id suffix."""
+        return {
+            "backend": "sagemaker",
+            "experiment_name": str(trial.get("shard", "")),
+            "trial_name": f"{sagemaker_name(trial['trial'], 100)}-{trial['run_id']}",
+            "trial_arn": str(trial["arns"][0]),
+            "run_id": str(trial["run_id"]),
+        }
+
     def set_tags(self, trial: dict[str, Any], tags: dict[str, str]) -> None:
         for arn in trial["arns"]:
             self._add_tags(arn, tags)
@@ -398,6 +408,8 @@ class SageMakerBackend:
                 if art.media_type:
                     entry["MediaType"] = art.media_type
                 comp[kind][art.name] = entry
+                if art.dataset is not None:  # an artifact holds a value and a media type only
+                    comp["params"][f"input.{art.name}.digest"] = {"StringValue": art.dataset.digest}
                 changed = True
         for path, sub in data.files:
             try:
