@@ -134,13 +134,6 @@ def test_dbscan_folds_clusters_below_the_smallest_share_into_noise(spark, data, 
     }
 
 
-def test_explicit_parameters_skip_the_choice(spark, data):
-    summary, ari = _run(
-        spark, data, "explicit", 'algorithm = "kmeans"\nparams = { k = 3, seed = 1 }'
-    )
-    assert "auto" not in summary and summary["n_clusters"] == 3 and ari == pytest.approx(1.0)
-
-
 @pytest.mark.parametrize(
     ("table", "message"),
     [
