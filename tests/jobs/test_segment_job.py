@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from browser import assert_reads_well
 from segment_data import NAMES, blobs, write_config, write_features
 from spark_clustering.jobs import segment
 from spark_clustering.jobs.publish import current_run, read_assignments
@@ -59,7 +60,7 @@ def _summary(out: Path, date: str) -> dict:
     return json.loads(Path(_run(out, date).summary).read_text())
 
 
-def test_outputs(spark, data):
+def test_outputs(spark, data, tmp_path):
     _, out, _, truth = data
     table = read_assignments(spark, str(out))
     assert table.columns == [
@@ -95,7 +96,9 @@ def test_outputs(spark, data):
     means = sorted(round(p["mean"]["recency"]) for p in profiles.values() if p["cluster"] != -1)
     assert means == [0, 0, 6]
     report = Path(_run(out, D1).report).read_text()
-    assert report.count("data:image/png;base64,") == 2  # k-distance graph and scatter
+    # size chart, lift heatmap, scatter and k-distance graph, all loading in a real browser
+    assert report.count("data:image/png;base64,") == 4
+    assert_reads_well(Path(_run(out, D1).report), tmp_path, images=4)
     assert "Mean per segment" in report and "Median per segment" in report
     assert summary["model_version"] in report
     model = Path(_run(out, D1).model)
