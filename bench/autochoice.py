@@ -9,7 +9,9 @@ examples/segment.toml (raw transactions prepared, UMAP to 3-D), three ways:
 * ``auto``: DBSCAN with ``minPoints`` and ``eps`` left to the automatic choice (the default);
 * ``knee``: one DBSCAN fit, ``minPoints = 10``, eps at the knee of the k-distance graph (the
   default before the automatic choice);
-* ``kmeans``: KMeans with the true number of segments (generator only: 5).
+* ``kmeans-5``: KMeans with the true number of segments (generator only: 5), on UMAP and
+  (``+none``) on the prepared features without reduction, and ``kmeans-auto+none``: KMeans with
+  ``k`` left to the automatic choice on the prepared features.
 
 Printed per run: segments, noise share, smallest segment share, whether the targets are met, the
 adjusted Rand index against the generator's latent segments (noise as one more cluster), the
@@ -31,9 +33,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/umap.py would shadow umap-learn: this folder off the path, the CDNOW converter on it
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "examples" / "cdnow"))
 
-CLUSTERING_STAGES = ("k-distance graph", "cluster (dbscan)", "cluster (kmeans)", "choose (dbscan)")
+CLUSTERING_STAGES = (
+    "k-distance graph",
+    "cluster (dbscan)",
+    "cluster (kmeans)",
+    "choose (dbscan)",
+    "choose (kmeans)",
+)
 
 
 CLUSTERERS = {
@@ -43,15 +53,20 @@ CLUSTERERS = {
         "params": {"eps": "auto", "minPoints": 10, "epsSampleSize": 5000},
     },
     "kmeans-5": {"algorithm": "kmeans", "params": {"k": 5, "seed": 0}},
+    "kmeans-auto": {"algorithm": "kmeans", "params": {"seed": 0}},
 }
 UMAP = {"nComponents": 3, "nNeighbors": 15, "minDist": 0.0, "sampleSize": 5000, "seed": 0}
 
 
-def _config(transactions: str, spec: str, out: str, clusterer: str) -> dict[str, Any]:
+def _config(transactions: str, spec: str, out: str, run: str) -> dict[str, Any]:
+    """``run``: a key of CLUSTERERS, with ``+none`` for no reduction (UMAP otherwise)."""
+    clusterer, _, reducer = run.partition("+")
     return {
         "run_date": "2026-12-01",
         "input": {"path": transactions, "kind": "raw", "spec": spec},
-        "reducer": {"algorithm": "umap", "params": UMAP},
+        "reducer": {"algorithm": "none"}
+        if reducer == "none"
+        else {"algorithm": "umap", "params": UMAP},
         "clusterer": CLUSTERERS[clusterer],
         "evaluation": {"sample_size": 2000, "repeats": 3},
         "tracking": {"backend": "none"},
@@ -97,11 +112,11 @@ def _run(spark: Any, config: dict[str, Any], truth: dict[int, int] | None) -> di
 def _print(name: str, rows: dict[str, dict[str, Any]], markdown: bool) -> None:
     auto, knee = rows.get("dbscan-auto"), rows.get("dbscan-knee")
     print(f"\n{name}")
-    print(f"{'run':<12} {'segments':>8} {'noise':>7} {'smallest':>8} {'targets':>8} {'ARI':>6} "
+    print(f"{'run':<16} {'segments':>8} {'noise':>7} {'smallest':>8} {'targets':>8} {'ARI':>6} "
           f"{'cluster s':>9} {'total s':>8}")  # fmt: skip
     for run, r in rows.items():
         ari = "-" if r["ari"] is None else f"{r['ari']:.3f}"
-        print(f"{run:<12} {r['segments']:>8} {r['noise']:>7.1%} {r['smallest']:>8.2%} "
+        print(f"{run:<16} {r['segments']:>8} {r['noise']:>7.1%} {r['smallest']:>8.2%} "
               f"{'met' if r['within'] else 'missed':>8} {ari:>6} {r['clustering_s']:>9.1f} "
               f"{r['total_s']:>8.1f}")  # fmt: skip
     if auto and knee:
@@ -135,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         truth = {int(r[0]): int(r[1]) for r in latent}
         spec = str(ROOT / "examples" / "prepare.toml")
         rows = {run: _run(spark, _config(out.transactions, spec, str(work / run), run), truth)
-                for run in ("dbscan-auto", "dbscan-knee", "kmeans-5")}  # fmt: skip
+                for run in ("dbscan-auto", "dbscan-knee", "kmeans-5", "kmeans-5+none",
+                            "kmeans-auto+none")}  # fmt: skip
         _print(f"generator, {args.customers} customers", rows, args.markdown)
         if not args.no_cdnow:
             import convert

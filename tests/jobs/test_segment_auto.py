@@ -65,7 +65,12 @@ def test_left_out_parameters_are_chosen_within_the_targets(spark, data, algorith
     summary, ari = _run(spark, data, f"auto-{algorithm}", clusterer, "max_segments = 6")
     auto = summary["auto"]
     assert auto["algorithm"] == algorithm and auto["within_targets"]
-    assert auto["targets"] == {"min_share": 0.01, "max_segments": 6, "max_noise": 0.1}
+    assert auto["targets"] == {
+        "min_share": 0.01,
+        "max_segments": 6,
+        "max_noise": 0.1,
+        "min_segments": 3,
+    }
     chosen = auto["candidates"][auto["chosen"]]
     assert chosen["within_targets"] and chosen["n_segments"] == summary["n_clusters"] == 3
     # DBSCAN leaves a few edge customers as noise (within max_noise); the segments are the blobs
@@ -79,7 +84,7 @@ def test_left_out_parameters_are_chosen_within_the_targets(spark, data, algorith
         )
     else:
         # k from 2 to max_segments, each recorded with its sizes and criterion
-        assert [c["params"]["k"] for c in auto["candidates"]] == list(range(2, 7))
+        assert [c["params"]["k"] for c in auto["candidates"]] == list(range(3, 7))
         assert chosen["params"]["k"] == 3
         crit = [c["criterion"] for c in auto["candidates"] if c["within_targets"]]
         best = max(crit) if algorithm == "kmeans" else min(crit)
@@ -91,7 +96,7 @@ def test_no_candidate_within_the_targets_takes_the_closest(spark, data):
     # (240 + 24): with a 20% floor no k is within the targets; k=2 and k=3 miss it equally
     # (smallest 9%), k=4 no better, and k=3 has the best silhouette of the closest
     summary, ari = _run(spark, data, "auto-floor", 'algorithm = "kmeans"\nparams = { seed = 1 }',
-                        "min_share = 0.2\nmax_segments = 4")  # fmt: skip
+                        "min_share = 0.2\nmax_segments = 4\nmin_segments = 2")  # fmt: skip
     auto = summary["auto"]
     assert [c["params"]["k"] for c in auto["candidates"]] == [2, 3, 4]
     assert not any(c["within_targets"] for c in auto["candidates"]) and not auto["within_targets"]
@@ -108,7 +113,7 @@ def test_dbscan_folds_clusters_below_the_smallest_share_into_noise(spark, data, 
     # a 15% floor: the 24-customer blob (9%) is no segment; its customers become noise (9%,
     # within max_noise), in the fit and wherever the model is applied
     clusterer = 'algorithm = "dbscan"\nparams = { epsSampleSize = 500 }'
-    summary, _ = _run(spark, data, "auto-fold", clusterer, "min_share = 0.15")
+    summary, _ = _run(spark, data, "auto-fold", clusterer, "min_share = 0.15\nmin_segments = 2")
     auto = summary["auto"]
     assert auto["within_targets"] and summary["n_clusters"] == 2
     assert (

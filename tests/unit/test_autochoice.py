@@ -21,13 +21,15 @@ from spark_clustering.jobs.autochoice import (
 
 def test_default_targets_and_their_checks():
     targets, problems = check_targets({})
-    assert targets == Targets(0.01, 12, 0.10) and problems == []
+    assert targets == Targets(0.01, 12, 0.10, 3) and problems == []
     _, problems = check_targets({"min_share": "1%", "max_noise": -0.1, "max_segments": 2.5})
     assert problems == [
         "[targets].min_share: '1%'; accepted: a number",
         "[targets].max_noise: -0.1; accepted: in [0, 1)",
         "[targets].max_segments: 2.5; accepted: an integer in [2, 100]",
     ]
+    _, problems = check_targets({"max_segments": 4, "min_segments": 5})
+    assert problems == ["[targets].min_segments: 5; accepted: an integer in [2, max_segments = 4]"]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +41,7 @@ def test_min_points_tied_to_the_smallest_share(n, expected):
 
 def test_grids():
     t = Targets(max_segments=5)
-    assert grid("kmeans", {"k": "auto"}, 1000, t) == [{"k": k} for k in (2, 3, 4, 5)]
+    assert grid("kmeans", {"k": "auto"}, 1000, t) == [{"k": k} for k in (3, 4, 5)]
     assert grid("gmm", {"k": "auto"}, 3, t) == [{"k": 2}]  # never more clusters than rows - 1
     dbscan = grid("dbscan", {"minPoints": "auto", "eps": "auto"}, 23_570, t)
     assert len(dbscan) == 2 * len(EPS_MULTIPLES) and dbscan[0] == {
@@ -55,12 +57,13 @@ def test_grids():
 
 
 def test_assess_sums_the_relative_excesses():
-    t = Targets(min_share=0.1, max_segments=3, max_noise=0.1)
+    t = Targets(min_share=0.1, max_segments=3, max_noise=0.1, min_segments=2)
     assert assess({0: 50, 1: 40, -1: 10}, t) == (2, 0.1, 0.4, True, 0.0)
     count, _noise, _smallest, within, violation = assess({0: 60, 1: 15, 2: 5, -1: 20}, t)
     assert (count, within) == (3, False)
     assert violation == pytest.approx((0.2 - 0.1) / 0.1 + (0.1 - 0.05) / 0.1)
-    assert assess({0: 100}, t)[3:] == (False, 1.0)  # one segment is no segmentation
+    assert assess({0: 100}, t)[3:] == (False, 0.5)  # one segment is no segmentation
+    assert assess({0: 50, 1: 50}, Targets())[3:] == (False, 1 / 3)  # nor two, by default
 
 
 def _fake_fit(sizes_by_k):
@@ -71,7 +74,7 @@ def _fake_fit(sizes_by_k):
 
 
 def test_choose_prefers_within_targets_then_the_criterion():
-    t = Targets(min_share=0.1, max_segments=4, max_noise=0.1)
+    t = Targets(min_share=0.1, max_segments=4, max_noise=0.1, min_segments=2)
     sizes = {2: {0: 50, 1: 50}, 3: {0: 40, 1: 40, 2: 20}, 4: {0: 40, 1: 40, 2: 15, 3: 5}}
     score = {2: 0.5, 3: 0.6, 4: 0.9}  # k=4 scores best but its smallest segment is 5%
     released = []
@@ -90,13 +93,13 @@ def test_choose_prefers_within_targets_then_the_criterion():
 
 
 def test_choose_takes_the_closest_when_nothing_is_within_and_stops_dbscan_early(caplog):
-    t = Targets(min_share=0.01, max_segments=12, max_noise=0.05)
+    t = Targets(min_share=0.01, max_segments=12, max_noise=0.05, min_segments=2)
     knees = {10: SimpleNamespace(eps=0.1)}
     # noise falls as eps grows; at x3 one cluster is left: larger multiples are skipped
     by_multiple = {
         1.0: {0: 40, 1: 40, -1: 20},
         1.5: {0: 45, 1: 45, -1: 10},
-        2.0: {0: 47, 1: 45, -1: 8},
+        2.0: {0: 47, 1: 47, -1: 6},
         3.0: {0: 100},
     }
     fitted = []

@@ -49,7 +49,7 @@ def _summary(k: int, seed: int = 0) -> dict:
         p["segment_id"] = p["cluster"]
     auto = {
         "algorithm": "dbscan",
-        "targets": {"min_share": 0.01, "max_segments": 12, "max_noise": 0.1},
+        "targets": {"min_share": 0.01, "max_segments": 12, "max_noise": 0.1, "min_segments": 3},
         "criterion": "silhouette (original features)",
         "candidates": [
             {

@@ -27,23 +27,6 @@ KIND = "mlflow.experimentKind"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-lineage")
-    return {
-        "backend": "mlflow",
-        "tracking_uri": f"sqlite:///{root}/mlflow.db",
-        "artifact_location": str(root / "artifacts"),
-    }
-
-
-@pytest.fixture(scope="module")
-def client(store):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=store["tracking_uri"])
-
-
 def _write_parts(folder: Path, sizes: list[int]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, size in enumerate(sizes):

@@ -19,23 +19,6 @@ from spark_clustering.tracking import hooks
 from spark_clustering.tracking.board import render
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    return {
-        "backend": "mlflow",
-        "tracking_uri": f"sqlite:///{root}/mlflow.db",
-        "artifact_location": str(root / "artifacts"),
-    }
-
-
-@pytest.fixture(scope="module")
-def client(store):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=store["tracking_uri"])
-
-
 def _runs(client, experiment):
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None

@@ -3,7 +3,8 @@
 A ``segment`` config that leaves DBSCAN's ``minPoints`` (or KMeans'/GMM's ``k``) out, or sets it
 to ``"auto"``, lets the job choose. The business states its targets in its own terms
 (``[targets]``): the smallest segment worth having (``min_share`` of the customers), the most
-segments (``max_segments``) and the most noise accepted (``max_noise``). The job then fits every
+segments (``max_segments``), the fewest that make a segmentation (``min_segments``) and the most
+noise accepted (``max_noise``). The job then fits every
 candidate on the reduction it already holds (persisted once, reused by each fit):
 
 * DBSCAN: eps at multiples of the knee of the k-distance graph (:data:`EPS_MULTIPLES`), for two
@@ -14,7 +15,7 @@ candidate on the reduction it already holds (persisted once, reused by each fit)
   than any segment a business would act on (a few dozen identical one-time buyers): a cluster
   below ``min_share`` is folded into noise (its customers count as noise, and ``score`` folds
   them the same way), so the noise target bounds how much is folded.
-* KMeans and GMM: ``k`` from 2 to ``max_segments``.
+* KMeans and GMM: ``k`` from ``min_segments`` to ``max_segments``.
 
 Each candidate's sizes say whether it is within the targets. Among those that are, the choice is
 the best **silhouette measured in the original feature space** (the prepared, scaled features,
@@ -57,19 +58,21 @@ class Targets:
     min_share: float = 0.01
     max_segments: int = 12
     max_noise: float = 0.10
+    min_segments: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "min_share": self.min_share,
             "max_segments": self.max_segments,
             "max_noise": self.max_noise,
+            "min_segments": self.min_segments,
         }
 
 
 def check_targets(table: Mapping[str, Any]) -> tuple[Targets, list[str]]:
     """The settings of a ``[targets]`` table and the problems found (each names key and value)."""
     problems: list[str] = []
-    known = {"min_share", "max_segments", "max_noise"}
+    known = {"min_share", "max_segments", "max_noise", "min_segments"}
     for key in sorted(set(table) - known):
         problems.append(f"[targets].{key}: unknown key; accepted: {', '.join(sorted(known))}")
     values: dict[str, Any] = {}
@@ -86,6 +89,14 @@ def check_targets(table: Mapping[str, Any]) -> tuple[Targets, list[str]]:
         problems.append(f"[targets].max_segments: {most!r}; accepted: an integer in [2, 100]")
     else:
         values["max_segments"] = most
+    fewest = table.get("min_segments", Targets.min_segments)
+    top = values.get("max_segments", Targets.max_segments)
+    if isinstance(fewest, bool) or not isinstance(fewest, int) or not 2 <= fewest <= top:
+        problems.append(
+            f"[targets].min_segments: {fewest!r}; accepted: an integer in [2, max_segments = {top}]"
+        )
+    else:
+        values["min_segments"] = fewest
     return Targets(**values), problems
 
 
@@ -141,7 +152,7 @@ def assess(sizes: Mapping[int, int], targets: Targets) -> tuple[int, float, floa
     count = len(segs)
     violation = max(0.0, noise - targets.max_noise) / max(targets.max_noise, 1e-9)
     violation += max(0, count - targets.max_segments) / targets.max_segments
-    violation += max(0, 2 - count)  # one segment (or none) is no segmentation
+    violation += max(0, targets.min_segments - count) / targets.min_segments
     if targets.min_share > 0:
         violation += max(0.0, targets.min_share - smallest) / targets.min_share
     return count, noise, smallest, violation == 0.0, violation
@@ -189,7 +200,7 @@ def grid(
         multiples = EPS_MULTIPLES if given is None else (float(given),)
         return [{"minPoints": m, "epsMultiple": x} for m in points for x in multiples]
     top = max(2, min(targets.max_segments, n - 1))
-    return [{"k": k} for k in range(2, top + 1)]
+    return [{"k": k} for k in range(min(targets.min_segments, top), top + 1)]
 
 
 def choose(

@@ -116,7 +116,8 @@ def _auto(summary: dict[str, Any], local_dir: str) -> str:
     )
     return (
         f"<h2>Automatic choice</h2><p>Targets: each segment at least {t['min_share']:.1%} of "
-        f"customers, at most {t['max_segments']} segments, at most {t['max_noise']:.0%} noise. "
+        f"customers, {t.get('min_segments', 2)} to {t['max_segments']} segments, at most "
+        f"{t['max_noise']:.0%} noise. "
         f"{len(rows)} candidates; chosen {html.escape(auto['labels'][auto['chosen']])}, "
         f"{verdict}, by {html.escape(auto['criterion'])}."
         + (
