@@ -123,8 +123,11 @@ def test_refit_keeps_every_segment_id(blob_runs):
     both = a1.merge(a2, on="customer_id", suffixes=("_1", "_2"))
     both = both[(both.segment_id_1 != -1) & (both.segment_id_2 != -1)]
     assert len(both) > 200 and (both.segment_id_1 == both.segment_id_2).all()
+    # the names generated from the first run's features (jobs/explain.py) are kept
+    first = {s["segment_id"]: s["name"] for s in _record(out, D1)["segments"]}
     names = {s["segment_id"]: s["name"] for s in second["segments"]}
-    assert names == {i: f"segment {i}" for i in range(3)}
+    assert names == first and len(set(names.values())) == 3
+    assert not any(n.startswith("segment ") for n in names.values()), names
 
 
 def test_transitions_equal_a_pandas_count(runs):
