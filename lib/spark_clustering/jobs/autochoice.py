@@ -32,6 +32,7 @@ Explicit parameters skip all of this and run exactly as before.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -61,12 +62,7 @@ class Targets:
     min_segments: int = 3
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "min_share": self.min_share,
-            "max_segments": self.max_segments,
-            "max_noise": self.max_noise,
-            "min_segments": self.min_segments,
-        }
+        return dataclasses.asdict(self)
 
 
 def check_targets(table: Mapping[str, Any]) -> tuple[Targets, list[str]]:

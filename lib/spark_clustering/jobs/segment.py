@@ -436,14 +436,19 @@ def choose_clustering(
     def fit(params: dict[str, Any]) -> tuple[Any, DataFrame]:
         """``((model, clusters folded into noise), output)`` of one candidate."""
         model = _clusterer(config, reduction.col, params.get("eps"), params).fit(reduction.df)
-        out = model.transform(reduction.df)
+        out = model.transform(reduction.df).persist(StorageLevel.MEMORY_AND_DISK)
         folded: list[int] = []
         if config.clusterer == "dbscan":  # clusters no segment: noise (autochoice docstring)
+            # sized on the persisted output: the transform (a routing of every row) runs once
             floor = config.targets.min_share * n
             folded = [c for c, size in cluster_sizes(out).items() if c != -1 and size < floor]
-            out = fold_into_noise(out, folded)
-        out = out.persist(StorageLevel.MEMORY_AND_DISK)
-        out.count()
+            if folded:
+                labelled = fold_into_noise(out, folded).persist(StorageLevel.MEMORY_AND_DISK)
+                labelled.count()
+                out.unpersist()
+                out = labelled
+        else:
+            out.count()
         return (model, folded), out
 
     def details(fitted: Any) -> dict[str, Any]:
