@@ -100,6 +100,7 @@ def test_report_reads_well_in_a_browser(tmp_path, k):
     swatches = re.findall(r'class="sw" style="background:(#[0-9a-f]{6})"', html)
     assert len(set(swatches[:shown])) == shown and charts.NOISE not in swatches[:shown]
     assert (f"{k - shown} other segments" in html) == (k > shown)
+    assert "frequency &gt; 3.5 and monetary &lt;= 120" in html  # rules are text, escaped
     assert ("The 188 other segments</summary>" in html) == (k == 200)
     # the profile tables have the population and the shown segments, not 200 columns
     mean_table = html.split("<h3>Mean per segment</h3>")[1].split("</thead>")[0]

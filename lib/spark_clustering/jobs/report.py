@@ -183,14 +183,14 @@ def _explained(summary: dict[str, Any], colour: dict[int, str]) -> str:
         p = by[c]
         apart = ", ".join(f"{f} {p['lift'][f]:+.1f}" for f in p["top_features"]) or "-"
         rule = p.get("rule")
-        fit = (f"{rule} <small>(precision {p['precision']:.0%}, recall {p['recall']:.0%})</small>"
-               if rule else "-")  # fmt: skip
+        fit = (f"{html.escape(rule)} <small>(precision {p['precision']:.0%}, recall "
+               f"{p['recall']:.0%})</small>" if rule else "-")  # fmt: skip
         rows.append(
             f"<tr><td>{_swatch(colour[c])}{html.escape(str(p.get('segment_id', c)))}</td>"
             f'<td class="text">{html.escape(p["name"])}</td><td>{p["size"]}</td>'
             f"<td>{p['share']:.1%}</td><td>{_fmt(sil.get(str(c), ''))}</td>"
             f'<td class="text">{html.escape(apart)}</td>'
-            f'<td class="text">{fit if rule else "-"}</td></tr>'
+            f'<td class="text">{fit}</td></tr>'
         )
     rest = [c for c in sizes if c != -1 and c not in first]
     if rest:
