@@ -110,3 +110,13 @@ def test_release_leaves_a_lock_that_is_no_longer_ours(tmp_path):
     path.write_bytes(other.to_bytes())  # broken by an operator and taken by another run
     lock.release()
     assert json.loads(path.read_text())["run_id"] == "theirs"
+
+
+def test_a_holder_releasing_between_create_and_check_is_still_held(spark, tmp_path, monkeypatch):
+    """The race CI met: the holder's lock makes Hadoop's create fail, then the holder releases
+    before anything looks again. The failed create is "held", never an error."""
+    path = f"file://{tmp_path}/_lock"
+    (tmp_path / "_lock").write_text("{}")
+    fs = io._HadoopFS(spark, path)
+    monkeypatch.setattr(fs, "exists", lambda _path: False)  # released just after the create
+    assert fs.create_new(path, b"{}") is False

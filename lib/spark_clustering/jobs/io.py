@@ -85,7 +85,9 @@ class _HadoopFS:
         try:
             stream = self._fs.create(self._p(path), False)
         except Exception as exc:  # FileAlreadyExistsException, through py4j
-            if self.exists(path):
+            # The holder may release between the failed create and any check made after it, so
+            # the exception itself says whether the file was there.
+            if "FileAlreadyExistsException" in str(exc) or self.exists(path):
                 return False
             raise OSError(f"could not create {path}: {exc}") from exc
         try:
