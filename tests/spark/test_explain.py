@@ -1,6 +1,6 @@
 """Explained segments (jobs/explain.py): figures equal to pandas on the same rows, rules whose
 precision and recall are what the conditions give, names from the features that set a segment
-apart, and the tree parser on Spark's own text."""
+apart, the tree's leaves read back as conditions, the same rules on any layout."""
 
 from __future__ import annotations
 
@@ -71,25 +71,30 @@ def test_figures_rules_and_names(spark, customers):
         assert s["rule"] == describe([tuple(x) for x in s["conditions"]])
 
 
-def test_the_parser_reads_sparks_tree(spark, customers):
-    from pyspark.ml.classification import DecisionTreeClassifier
-    from pyspark.ml.feature import VectorAssembler
+def test_leaf_rules_read_the_tree(customers):
+    from sklearn.tree import DecisionTreeClassifier
 
-    df = VectorAssembler(inputCols=NAMES, outputCol="x").transform(
-        spark.createDataFrame(customers.assign(y=(customers.cluster == 2).astype(float)))
-    )
-    model = DecisionTreeClassifier(featuresCol="x", labelCol="y", maxDepth=3, seed=0).fit(df)
-    leaves = leaf_rules(model.toDebugString, NAMES)
-    assert len(leaves) == model.numNodes - (model.numNodes - 1) // 2  # a binary tree's leaves
-    # each row falls in exactly one leaf, and that leaf predicts what the model predicts
-    predicted = np.array(
-        [r["prediction"] for r in model.transform(df).orderBy("customer_id").collect()]
-    )
-    x = customers.sort_values("customer_id")
-    for i, (_, row) in enumerate(x.iterrows()):
+    x = customers[NAMES].to_numpy()
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, customers.cluster == 2)
+    leaves = leaf_rules(tree, NAMES)
+    assert len(leaves) == tree.get_n_leaves()
+    # each row falls in exactly one leaf, and that leaf predicts what the tree predicts
+    predicted = tree.predict(x).astype(float)
+    for i, (_, row) in enumerate(customers.iterrows()):
         hits = [p for conds, p in leaves
                 if all(row[n] > t if op == ">" else row[n] <= t for n, op, t in conds)]  # fmt: skip
         assert len(hits) == 1 and hits[0] == predicted[i]
+
+
+def test_rules_do_not_depend_on_the_layout(spark, customers):
+    """The same rows in other partitions (and another order) give the same rules."""
+    df = spark.createDataFrame(customers)
+    one = explain(df.select("customer_id", "cluster"), df.drop("cluster"), NAMES, "customer_id")
+    shuffled = spark.createDataFrame(customers.sample(frac=1.0, random_state=1)).repartition(7)
+    other = explain(
+        shuffled.select("customer_id", "cluster"), shuffled.drop("cluster"), NAMES, "customer_id"
+    )
+    assert [s.get("conditions") for s in one] == [s.get("conditions") for s in other]
 
 
 def test_pure_parts():
