@@ -45,10 +45,14 @@ def customers():
 
 def test_figures_rules_and_names(spark, customers):
     df = spark.createDataFrame(customers)
-    out = explain(df.select("customer_id", "cluster"), df.drop("cluster"), NAMES, "customer_id")
-    by = {s["cluster"]: s for s in out}
+    explained = explain(
+        df.select("customer_id", "cluster"), df.drop("cluster"), NAMES, "customer_id"
+    )
+    by = {s["cluster"]: s for s in explained.profiles}
     assert sorted(by) == [-1, 0, 1, 2]
     mean, std = customers[NAMES].mean(), customers[NAMES].std(ddof=0)
+    for n in NAMES:
+        assert explained.population[n] == pytest.approx((mean[n], std[n]))
     for c, s in by.items():
         part = customers[customers.cluster == c]
         assert s["size"] == len(part) and s["share"] == pytest.approx(len(part) / len(customers))
@@ -94,7 +98,9 @@ def test_rules_do_not_depend_on_the_layout(spark, customers):
     other = explain(
         shuffled.select("customer_id", "cluster"), shuffled.drop("cluster"), NAMES, "customer_id"
     )
-    assert [s.get("conditions") for s in one] == [s.get("conditions") for s in other]
+    assert [s.get("conditions") for s in one.profiles] == [
+        s.get("conditions") for s in other.profiles
+    ]
 
 
 def test_pure_parts():

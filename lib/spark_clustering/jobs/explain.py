@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,6 +193,16 @@ def _condition(conditions: Sequence[tuple[str, str, float]]) -> Column:
 # ------------------------------------------------------------------------------------- Spark
 
 
+@dataclass(frozen=True)
+class Explained:
+    """What :func:`explain` found: one profile per cluster, and each feature's ``(mean,
+    population standard deviation)`` over all customers (what the lifts are measured against,
+    and the scale :mod:`.identity` matches profiles on)."""
+
+    profiles: list[dict[str, Any]]
+    population: dict[str, tuple[float, float]]
+
+
 def explain(
     assigned: DataFrame,
     source: DataFrame,
@@ -201,10 +212,11 @@ def explain(
     top: int = 12,
     sample: int = 50_000,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+) -> Explained:
     """Per cluster (sorted by label): ``cluster``, ``size``, ``share``, ``mean``, ``median``,
     ``lift``, ``top_features``, ``name``, and for the ``top`` largest segments ``rule`` (text),
-    ``conditions``, ``precision`` and ``recall``. See the module docstring."""
+    ``conditions``, ``precision`` and ``recall``; and each feature's population mean and standard
+    deviation. See the module docstring."""
     from pyspark.sql import functions as F
 
     joined = assigned.select(id_col, "cluster").join(source, id_col).persist()
@@ -248,7 +260,7 @@ def explain(
             x, labels = _training_sample(joined, names, id_col, sample, total, seed)
             chosen = [(seg, _rule(seg["cluster"], x, labels, names, seed)) for seg in largest[:top]]
             _measure(chosen, joined)
-        return out
+        return Explained(out, population)
     finally:
         joined.unpersist()
 

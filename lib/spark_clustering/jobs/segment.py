@@ -209,8 +209,12 @@ def _segment_ids(
     profiles = scale = None
     if by_profile and summary.get("profiles"):
         profiles = {int(p["cluster"]): p["mean"] for p in summary["profiles"]}
-        source, names = profile_source()
-        scale = identity.feature_scale(source, names)
+        population = summary.get("population")
+        if population:  # measured by the profiles stage: no second pass
+            scale = {n: float(v["std"]) for n, v in population.items()}
+        else:
+            source, names = profile_source()
+            scale = identity.feature_scale(source, names)
     record = identity.assign_ids(clusters, previous, settings, overlap=overlap,
                                  customers=customers, profiles=profiles,
                                  scale=scale, suggested=suggested)  # fmt: skip
@@ -710,9 +714,13 @@ def _segment_locked(
             if config.profile:
                 with stages.stage("profiles") as info:
                     source, names = _profile_source(inputs.features, id_col, prepared)
-                    summary["profiles"] = explain.explain(clustered, source, names, id_col,
-                                                          seed=config.eval_seed)  # fmt: skip
+                    explained = explain.explain(clustered, source, names, id_col,
+                                                seed=config.eval_seed)  # fmt: skip
+                    summary["profiles"] = explained.profiles
                     summary["profile_features"] = names
+                    summary["population"] = {
+                        n: {"mean": m, "std": sd} for n, (m, sd) in explained.population.items()
+                    }
                     info["rows"] = len(summary["profiles"])
             with stages.stage("segment ids") as info:
                 record, before = _segment_ids(spark, config, assigned, id_col, summary,
