@@ -256,7 +256,7 @@ def explain(
         largest = sorted(
             (s for s in out if s["cluster"] != -1), key=lambda s: (-s["size"], s["cluster"])
         )
-        if names and len(largest) >= 2:
+        if names and top > 0 and len(largest) >= 2:
             x, labels = _training_sample(joined, names, id_col, sample, total, seed)
             chosen = [(seg, _rule(seg["cluster"], x, labels, names, seed)) for seg in largest[:top]]
             _measure(chosen, joined)
