@@ -80,6 +80,9 @@ def _mllib_rules(joined, names, id_col, largest, sample: int, total: int, seed: 
             featuresCol="__x", labelCol="__y", maxDepth=TREE_DEPTH, seed=seed
         ).fit(labelled)
         leaves = _leaves(model, names)
+        if not leaves:  # no leaf predicts the segment: no rule, as in ours
+            found.append(None)
+            continue
         held = labelled.where(F.col("__y") == 1.0)
         totals = held.agg(
             *[
@@ -115,7 +118,7 @@ def _leaves(model, names) -> list:
         walk(node.rightChild(), [*path, (feature, ">", threshold)])
 
     walk(model._java_obj.rootNode(), [])
-    return out or [[]]
+    return out
 
 
 def main() -> int:
@@ -149,18 +152,23 @@ def main() -> int:
     reference_s = time.perf_counter() - start + figures_s
     joined.unpersist()
 
-    rules = [s for s in ours.profiles if s.get("rule")]
-    precision = sum(s["precision"] for s in rules) / len(rules)
-    recall = sum(s["recall"] for s in rules) / len(rules)
-    ref_precision = sum(r[0] for r in reference) / len(reference)
-    ref_recall = sum(r[1] for r in reference) / len(reference)
-    print(f"{args.customers:,} customers, {args.segments} segments, {len(rules)} rules")
+    by_cluster = {s["cluster"]: s for s in ours.profiles}
+    both = [(by_cluster[c], r) for c, r in zip(largest, reference, strict=True)
+            if r is not None and by_cluster[c].get("rule")]  # fmt: skip
+    print(f"{args.customers:,} customers, {args.segments} segments; rules found: ours "
+          f"{sum(1 for c in largest if by_cluster[c].get('rule'))}, reference "
+          f"{sum(1 for r in reference if r is not None)}")  # fmt: skip
     print(f"figures (size, means, medians, lifts): {figures_s:.1f} s")
     print(f"ours (figures + scikit-learn trees + one pass): {ours_s:.1f} s")
     print(f"reference (figures + Spark MLlib trees, a pass per rule): {reference_s:.1f} s")
     print(f"ours / reference: {ours_s / reference_s:.2f}")
-    print(f"rules' mean precision / recall: ours {precision:.3f} / {recall:.3f}, "
-          f"reference {ref_precision:.3f} / {ref_recall:.3f}")  # fmt: skip
+    if both:
+        n = len(both)
+        ours_pr = (sum(s["precision"] for s, _ in both) / n, sum(s["recall"] for s, _ in both) / n)
+        ref_pr = (sum(r[0] for _, r in both) / n, sum(r[1] for _, r in both) / n)
+        print(f"on the {n} segments both found a rule, mean precision / recall: ours "
+              f"{ours_pr[0]:.3f} / {ours_pr[1]:.3f}, "
+              f"reference {ref_pr[0]:.3f} / {ref_pr[1]:.3f}")  # fmt: skip
     return 0
 
 
