@@ -101,33 +101,46 @@ def run_ours(npy: Path, eps: float, out: Path) -> dict:
 
 
 def run_floor(npy: Path, eps: float, out: Path) -> dict:
-    """What any Spark DBSCAN that clusters space partitions in Python pays at the least: read
-    the rows, route each (id and coordinates) to its k-d region and the halos within eps (our
-    own routing), move every region through Arrow to a Python function that returns a label
-    per home row without computing anything, and write (id, label) to Parquet. One pass, one
-    shuffle, no clustering, no merge, no join."""
-    import pandas as pd
+    """What any Spark DBSCAN that clusters space partitions in Python pays at the least, with
+    our own routing: read the rows, route each (the whole row to its home region, coordinates
+    and a row key to the regions within 2 eps, as the fit does) through the one shuffle to
+    Python (Arrow, one region per task), return a label per home row without computing
+    anything, and write (id, label) to Parquet. One pass, one shuffle, no clustering, no merge,
+    no join."""
+    import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from spark_clustering.backends.dbscan_spark import route_with_halo
     from spark_clustering.partitioning import build_regions
+    from spark_clustering.routing import (
+        HOME,
+        ROW_KEY,
+        map_regions,
+        partition_by_region,
+        route,
+    )
 
     spark, df = _spark_and_points("bench-dbscan-floor", npy)
     start = time.monotonic()
     xcols = ["x0", "x1", "x2"]
-    points = df.select("id", *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)])
-    n = points.count()
+    points = df.select(
+        F.monotonically_increasing_id().alias(ROW_KEY),
+        *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)],
+        "id",
+    )
+    n = df.count()
     sample = np.load(npy, mmap_mode="r")[:: max(1, n // 50_000)]
-    regions = build_regions(np.asarray(sample), max(4, -(-n // 250_000)), min_width=eps)
+    regions = build_regions(np.asarray(sample), max(4, -(-n // 250_000)), min_width=2 * eps)
 
-    def label(pdf: pd.DataFrame) -> pd.DataFrame:
-        home = pdf[pdf["home"]]
-        return pd.DataFrame({"id": home["id"], "cluster": np.zeros(len(home), np.int32)})
+    def label(region: int, table: pa.Table):
+        home = table.filter(table.column(HOME))
+        yield pa.RecordBatch.from_arrays(
+            [home.column("id").combine_chunks(), pa.array(np.zeros(home.num_rows, np.int32))],
+            names=["id", "cluster"],
+        )
 
+    routed = route(points, regions, xcols, 2 * eps, carried=[ROW_KEY], home_only=["id"])
     (
-        route_with_halo(points, regions, xcols, eps)
-        .groupBy("region")
-        .applyInPandas(label, "id long, cluster int")
+        map_regions(partition_by_region(routed, regions.n_regions), label, "id long, cluster int")
         .write.mode("overwrite")
         .parquet(str(out))
     )
