@@ -151,7 +151,7 @@ def run_floor(npy: Path, eps: float, out: Path) -> dict:
     regions = build_regions(np.asarray(sample), max(4, -(-n // 250_000)), min_width=2 * eps)
 
     def label(region: int, table: pa.Table):
-        home = table.filter(table.column(HOME))
+        home = table.filter(table.column(HOME))  # the copies the fit labels
         yield pa.RecordBatch.from_arrays(
             [home.column("id").combine_chunks(), pa.array(np.zeros(home.num_rows, np.int32))],
             names=["id", "cluster"],

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 REGION = "__route_region"
 #: true on the row's home copy, false on its halo copies
 HOME = "__route_home"
+#: the row's home region (int), on every copy
+HOME_REGION = "__route_home_region"
 #: the partitioning key that sends region i to partition i (int)
 PARTITION_KEY = "__route_key"
 #: a row key unique within one routed pass (long), for matching copies of one row
@@ -121,19 +123,6 @@ def memberships_expr(regions: Regions, xcols: list[str], halo: float) -> Column:
     return walk(regions.tree())
 
 
-def _home_test(regions: Regions, xcols: list[str], region: Column) -> Column:
-    """True when the row lies in the half-open box of ``region`` (a column), in the JVM."""
-    from pyspark.sql import functions as F
-
-    cond = F.lit(True)
-    for j, c in enumerate(xcols):
-        lo = F.array(*[F.lit(float(v)) for v in regions.lo[:, j]])
-        hi = F.array(*[F.lit(float(v)) for v in regions.hi[:, j]])
-        cond = cond & (F.col(c) >= F.element_at(lo, region + 1))
-        cond = cond & (F.col(c) < F.element_at(hi, region + 1))
-    return cond
-
-
 def route(
     df: DataFrame,
     regions: Regions,
@@ -144,33 +133,35 @@ def route(
 ) -> DataFrame:
     """One row per (row, region) for the row's home region and, when ``halo > 0``, each
     region whose box grown by ``halo`` (plus a relative margin: rounding can only add a row to
-    a halo) holds it. Columns: ``REGION``, ``HOME``, ``xcols``, ``carried`` (on every copy),
-    ``home_only`` (null on halo copies)."""
+    a halo) holds it. Columns: ``REGION``, ``HOME``, ``HOME_REGION``, ``xcols``, ``carried``
+    (on every copy), ``home_only`` (null on halo copies)."""
     from pyspark.sql import functions as F
 
+    located = df.select(home_expr(regions, xcols).alias(HOME_REGION), *xcols, *carried, *home_only)
     if halo <= 0:
-        return df.select(
-            home_expr(regions, xcols).alias(REGION),
+        return located.select(
+            F.col(HOME_REGION).alias(REGION),
             F.lit(True).alias(HOME),
+            HOME_REGION,
             *xcols,
             *carried,
             *home_only,
         )
-    exploded = df.select(
+    exploded = located.select(
         F.explode(memberships_expr(regions, xcols, halo)).alias(REGION),
+        HOME_REGION,
         *xcols,
         *carried,
         *home_only,
     )
-    flagged = exploded.select(
-        REGION, _home_test(regions, xcols, F.col(REGION)).alias(HOME), *xcols, *carried, *home_only
-    )
-    return flagged.select(
+    home = F.col(REGION) == F.col(HOME_REGION)
+    return exploded.select(
         REGION,
-        HOME,
+        home.alias(HOME),
+        HOME_REGION,
         *xcols,
         *carried,
-        *[F.when(F.col(HOME), F.col(c)).alias(c) for c in home_only],
+        *[F.when(home, F.col(c)).alias(c) for c in home_only],
     )
 
 

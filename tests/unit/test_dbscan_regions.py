@@ -17,6 +17,8 @@ def _one_pass(x: np.ndarray, n_regions: int, eps: float, min_points: int, seed: 
     sample = x[rng.choice(x.shape[0], size=min(500, x.shape[0]), replace=False)]
     regions = build_regions(sample, n_regions, min_width=2 * eps)
     rows, region, home = regions.memberships(x, 2 * eps)
+    home_region = regions.home(x)
+    np.testing.assert_array_equal(home, home_region[rows] == region)
     labels = np.full(x.shape[0], -2, dtype=np.int64)
     is_core = np.zeros(x.shape[0], dtype=bool)
     parts: dict[str, list[np.ndarray]] = {
@@ -25,8 +27,19 @@ def _one_pass(x: np.ndarray, n_regions: int, eps: float, min_points: int, seed: 
     for r in range(regions.n_regions):
         sel = region == r
         idx = rows[sel]
+        # the row key: a scrambled position, so that the smallest key of a group is no
+        # particular point
+        keys = (idx * 7919) % 1_000_003
         out = fit_label_region(
-            CPU_KERNEL, x[idx], home[sel], regions.lo[r], regions.hi[r], eps, min_points
+            CPU_KERNEL,
+            x[idx],
+            home_region[idx],
+            keys,
+            r,
+            regions.lo[r],
+            regions.hi[r],
+            eps,
+            min_points,
         )
         assert (labels[idx[out.home_index]] == -2).all()  # each row labelled once, at home
         labels[idx[out.home_index]] = global_ids(r, out.home_label)
@@ -34,7 +47,7 @@ def _one_pass(x: np.ndarray, n_regions: int, eps: float, min_points: int, seed: 
         parts["cid"].append(global_ids(r, out.comp_id))
         parts["cnt"].append(out.comp_core_count)
         parts["sm"].append(out.comp_smallest)
-        parts["lk"].append(idx[out.link_index])  # the row key: the row's position
+        parts["lk"].append(out.link_key)
         parts["lc"].append(global_ids(r, out.link_comp))
         parts["ti"].append(global_ids(r, out.tie_id))
         parts["tc"].append(global_ids(r, out.tie_comp))

@@ -19,8 +19,15 @@ with it:
   for its home core points near its box's faces. The same core point seen by two regions links
   their components. Every edge between two core points is seen by the home region of each
   end, which keeps all three of its incident edges in one component; the two regions both emit
-  the shared end, so the links reproduce the global connectivity exactly (proof in
-  ``docs/dbscan.md``).
+  the shared end, so the links reproduce the global connectivity exactly.
+
+Links are emitted per *group* rather than per point: the points of one home region in one cell
+of a global grid of side ``eps / sqrt(d)`` (all within eps of each other, so its core points
+share one component in any region that sees them as core). A group is named by the smallest
+row key among all its points. Its home region holds all of them; any other region that sees
+one of its points within eps of its box sees all of them (the cell is narrower than eps and the
+region receives everything within 2 eps), so both name the group alike, and one link per
+(group, component) replaces one per point.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..partitioning import halo_margin
-from .cpu.dbscan_kernel import border_candidates
+from .cpu.dbscan_kernel import border_candidates, cell_side
 
 #: bits of a region's local ids in a global id: ``region << LOCAL_BITS | local``
 LOCAL_BITS = 32
@@ -47,8 +54,8 @@ class RegionLabels:
     comp_id: np.ndarray  # the components used by the labels or the links
     comp_core_count: np.ndarray  # their home core points
     comp_smallest: np.ndarray  # (n, d): their smallest home core point (NaN: none)
-    link_index: np.ndarray  # rows whose key links components across regions ...
-    link_comp: np.ndarray  # ... and their component here
+    link_key: np.ndarray  # groups (their smallest row key) linking components across regions ...
+    link_comp: np.ndarray  # ... and a component here holding the group's core points
     tie_id: np.ndarray  # (tie set, component) pairs
     tie_comp: np.ndarray
 
@@ -56,16 +63,20 @@ class RegionLabels:
 def fit_label_region(
     kernel: Any,
     x: np.ndarray,
-    home: np.ndarray,
+    home_region: np.ndarray,
+    key: np.ndarray,
+    region: int,
     lo: np.ndarray,
     hi: np.ndarray,
     eps: float,
     min_points: int,
 ) -> RegionLabels:
-    """Core flags, components, home labels and links of one region (box ``[lo, hi)``)."""
+    """Core flags, components, home labels and links of region ``region`` (box ``[lo, hi)``),
+    given its rows' coordinates ``x``, home regions and row keys."""
     n, d = x.shape
     margin = halo_margin(eps)
-    home = np.asarray(home, dtype=bool)
+    home_region = np.asarray(home_region, dtype=np.int64)
+    home = home_region == region
     inner = home | np.all((x >= lo - margin) & (x <= hi + margin), axis=1)
     res = kernel.fit_region(x, inner, eps, min_points)
     core = np.zeros(n, dtype=bool)
@@ -104,7 +115,14 @@ def fit_label_region(
     # neighbour), so the test can only over-include
     near_face = np.any((x <= lo + margin) | (x >= hi - margin), axis=1)
     face_cores = np.flatnonzero(home & core & near_face)
-    link_index = np.concatenate([halo_cores, face_cores])
+    link_key, link_comp = _group_links(
+        x,
+        home_region,
+        np.asarray(key, dtype=np.int64),
+        eps,
+        np.concatenate([halo_cores, face_cores]),
+        comp,
+    )
     comp_id = np.flatnonzero(used)
     return RegionLabels(
         home_index=home_index,
@@ -113,11 +131,38 @@ def fit_label_region(
         comp_id=comp_id,
         comp_core_count=count[comp_id],
         comp_smallest=smallest[comp_id],
-        link_index=link_index,
-        link_comp=comp[link_index],
+        link_key=link_key,
+        link_comp=link_comp,
         tie_id=tie_id,
         tie_comp=tie_comp,
     )
+
+
+def _group_links(
+    x: np.ndarray,
+    home_region: np.ndarray,
+    key: np.ndarray,
+    eps: float,
+    linking: np.ndarray,
+    comp: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (group key, component) of the ``linking`` core points: a group is one home
+    region's points in one global grid cell, named by its smallest row key."""
+    empty = np.empty(0, dtype=np.int64)
+    if linking.size == 0:
+        return empty, empty
+    cells = np.floor(x / cell_side(eps, x.shape[1])).astype(np.int64)
+    order = np.lexsort([*cells.T[::-1], home_region])
+    columns = np.column_stack([home_region[order], cells[order]])
+    starts = np.r_[True, np.any(columns[1:] != columns[:-1], axis=1)]
+    of_row = np.empty(x.shape[0], dtype=np.int64)
+    of_row[order] = np.cumsum(starts) - 1
+    smallest_key = np.minimum.reduceat(key[order], np.flatnonzero(starts))
+    link_key, link_comp = smallest_key[of_row[linking]], comp[linking]
+    by_pair = np.lexsort([link_comp, link_key])
+    link_key, link_comp = link_key[by_pair], link_comp[by_pair]
+    first = np.r_[True, (link_key[1:] != link_key[:-1]) | (link_comp[1:] != link_comp[:-1])]
+    return link_key[first], link_comp[first]
 
 
 def _tie_sets(

@@ -9,7 +9,7 @@ fit:
 3. each region runs :func:`.dbscan_regions.fit_label_region` on numpy views of its Arrow
    columns: core flags, local components, and a label for each home row (its component, a tie
    set, or noise), which leaves the executors with the row; only per-component counts, the
-   links (row key, component) and tie sets are collected;
+   links (row key naming a group of core points, component) and tie sets are collected;
 4. the driver unions the components that share a row key and numbers the clusters
    (:func:`.dbscan_regions.merge_regions`); its result is a small table label id -> cluster;
 5. the labelled rows stay cached: labelling them is a broadcast lookup of that table, a narrow
@@ -35,7 +35,7 @@ import pandas as pd
 
 from .. import sampling
 from ..partitioning import Regions, build_regions
-from ..routing import HOME, ROW_KEY, map_regions, partition_by_region, route
+from ..routing import HOME_REGION, ROW_KEY, map_regions, partition_by_region, route
 from .dbscan_regions import fit_label_region, global_ids, merge_regions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 KIND = "__dbscan_kind"  # what a row of the fit's output is:
 KIND_ROW = 0  # a home row with its label
 KIND_COMP = 1  # a component: LABEL its id, AUX its home core count, coordinates its smallest
-KIND_LINK = 2  # LABEL a component, AUX the row key of a core point it holds
+KIND_LINK = 2  # LABEL a component, AUX a group of core points it holds (its smallest row key)
 KIND_TIE = 3  # LABEL a tie set, AUX one of its components
 LABEL = "__dbscan_label"
 AUX = "__dbscan_aux"
@@ -120,9 +120,18 @@ def _fit_regions(
 
         kernel = load_backend("dbscan", backend)
         x = _coordinates(table, xcols)
-        home = table.column(HOME).to_numpy(zero_copy_only=False)
         start = time.monotonic()
-        out = fit_label_region(kernel, x, home, lo[region], hi[region], eps, min_points)
+        out = fit_label_region(
+            kernel,
+            x,
+            table.column(HOME_REGION).to_numpy(),
+            table.column(ROW_KEY).to_numpy(),
+            region,
+            lo[region],
+            hi[region],
+            eps,
+            min_points,
+        )
         kernel_seconds.add(time.monotonic() - start)  # type: ignore[attr-defined]
         n_home = out.home_index.size
         rows = table.select(row_cols).take(pa.array(out.home_index))
@@ -137,8 +146,7 @@ def _fit_regions(
             ],
             [KIND, LABEL, IS_CORE, AUX, *xcols, *row_cols],
         )
-        keys = table.column(ROW_KEY).to_numpy()
-        n_c, n_l, n_t = out.comp_id.size, out.link_index.size, out.tie_id.size
+        n_c, n_l, n_t = out.comp_id.size, out.link_key.size, out.tie_id.size
         n_side = n_c + n_l + n_t
         if n_side == 0:
             return
@@ -154,9 +162,7 @@ def _fit_regions(
                 global_ids(region, out.tie_id),
             ]
         )
-        aux = np.concatenate(
-            [out.comp_core_count, keys[out.link_index], global_ids(region, out.tie_comp)]
-        )
+        aux = np.concatenate([out.comp_core_count, out.link_key, global_ids(region, out.tie_comp)])
         yield _batch(
             [
                 pa.array(kinds),
