@@ -78,20 +78,18 @@ def fit_label_region(
     home_region = np.asarray(home_region, dtype=np.int64)
     home = home_region == region
     inner = home | np.all((x >= lo - margin) & (x <= hi + margin), axis=1)
-    res = kernel.fit_region(x, inner, eps, min_points)
+    core_index, core_component = _cores(kernel, x, inner, eps, min_points)
     core = np.zeros(n, dtype=bool)
-    core[res.core_index] = True
+    core[core_index] = True
     comp = np.full(n, -1, dtype=np.int64)
-    comp[res.core_index] = res.core_component
-    n_comp = int(res.core_component.max(initial=-1)) + 1
+    comp[core_index] = core_component
+    n_comp = int(core_component.max(initial=-1)) + 1
 
     home_index = np.flatnonzero(home)
     home_core = core[home_index]
     label = comp[home_index]
     border = home_index[~home_core]
-    b_label, tie_q, tie_c = border_candidates(
-        x[border], x[res.core_index], comp[res.core_index], eps
-    )
+    b_label, tie_q, tie_c = border_candidates(x[border], x[core_index], core_component, eps)
     tie_id, tie_comp, tied_query, tied_set = _tie_sets(tie_q, tie_c, n_comp)
     b_label[tied_query] = tied_set
     label[~home_core] = b_label
@@ -136,6 +134,19 @@ def fit_label_region(
         tie_id=tie_id,
         tie_comp=tie_comp,
     )
+
+
+def _cores(
+    kernel: Any, x: np.ndarray, inner: np.ndarray, eps: float, min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The core points among ``inner`` and their local components. A kernel's ``fit_cores``
+    (the CPU kernel's) skips the halo adjacencies that ``fit_region`` also computes and this
+    fit does not use; the GPU kernels answer through ``fit_region``."""
+    fit_cores = getattr(kernel, "fit_cores", None)
+    if fit_cores is not None:
+        return fit_cores(x, inner, eps, min_points)
+    res = kernel.fit_region(x, inner, eps, min_points)
+    return res.core_index, res.core_component
 
 
 def _group_links(

@@ -533,12 +533,7 @@ class CPUKernel:
         if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return RegionResult(empty, empty, empty, empty)
-        grid = build_grid(x, cell_side(eps, x.shape[1]))
-        xs = np.ascontiguousarray(x[grid.order])
-        hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
-        core, parent = _fit_region(
-            xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
-        )
+        grid, xs, hs, core, parent = self._cluster(x, home, eps, min_points)
         e_halo, e_root = halo_edges(
             xs, hs, core, parent, grid.cells, grid.starts, grid.ends, eps * eps
         )
@@ -551,6 +546,31 @@ class CPUKernel:
             edge_halo_index=grid.order[e_halo],
             edge_component=edge_comp.astype(np.int64),
         )
+
+    def fit_cores(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit_region` without the halo adjacencies: the home core points and their
+        local components (what DBSCAN's one-pass fit uses)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        grid, _, _, core, parent = self._cluster(x, home, eps, min_points)
+        core_pos = np.flatnonzero(core)
+        _, comp = np.unique(parent[core_pos], return_inverse=True)
+        return grid.order[core_pos], comp.astype(np.int64).reshape(-1)
+
+    def _cluster(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[Grid, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        grid = build_grid(x, cell_side(eps, x.shape[1]))
+        xs = np.ascontiguousarray(x[grid.order])
+        hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
+        core, parent = _fit_region(
+            xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
+        )
+        return grid, xs, hs, core, parent
 
     def nearest_core(
         self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
