@@ -126,3 +126,13 @@ def test_skewed_data_stays_balanced():
     _, region, _ = regions.memberships(x, 2 * 0.05)
     per_region = np.bincount(region, minlength=regions.n_regions)
     assert per_region.max() <= 3 * x.shape[0] / 16
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_fit_cores_is_fit_region_without_the_halo_links(d):
+    x = parity_dataset(d)
+    home = np.random.default_rng(d).random(x.shape[0]) < 0.7
+    core_index, core_component = CPU_KERNEL.fit_cores(x, home, EPS, MIN_POINTS)
+    full = CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS)
+    np.testing.assert_array_equal(core_index, full.core_index)
+    np.testing.assert_array_equal(core_component, full.core_component)
