@@ -60,10 +60,9 @@ IS_CORE = "__dbscan_is_core"
 class DistributedFit:
     """What the distributed fit leaves: the labelled rows and how space was partitioned."""
 
-    rows: DataFrame  # the fitted rows' columns + CLUSTER (int) + IS_CORE (bool)
+    rows: DataFrame  # the fitted rows' columns + CLUSTER (int) + IS_CORE (bool), over the cache
     regions: Regions
     cluster_sizes: list[int]  # number of core points per cluster id
-    cached: DataFrame  # the persisted pass behind ``rows``
 
 
 def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
@@ -272,7 +271,7 @@ def fit_distributed(
             F.col(IS_CORE),
         )
     )
-    return DistributedFit(labelled, regions, merged.sizes, result)
+    return DistributedFit(labelled, regions, merged.sizes)
 
 
 def _label_schema(row_schema: StructType) -> StructType:
