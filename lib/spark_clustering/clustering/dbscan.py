@@ -157,8 +157,13 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
     broken by the lexicographically smallest core point, so they do not depend on how the data
     is partitioned or ordered.
 
-    Only ``partitionSampleSize`` sampled rows and one row per local cluster reach the driver;
-    the core points stay distributed in the fitted model.
+    The data crosses the shuffle once: each row goes, whole, to its spatial region (and as its
+    coordinates to the regions within 2 eps), where the fit computes its label. Only
+    ``partitionSampleSize`` sampled rows, one row per local cluster and one per group of
+    boundary core points reach the driver. The labelled rows stay cached on the executors, so
+    ``transform`` of the fitted DataFrame reads them back; the core points among them are the
+    model. Every column travels through the executors' Python workers as Arrow, so each must
+    be of a type Arrow carries (any but intervals).
 
     Examples
     --------
