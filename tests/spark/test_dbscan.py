@@ -298,3 +298,25 @@ def test_skewed_data_exact_and_balanced(spark):
     # the labelled rows sit in their regions' partitions: no partition holds most of them
     per_part = out.groupBy(F.spark_partition_id().alias("p")).count().toPandas()["count"]
     assert per_part.max() <= 3 * x.shape[0] / model._regions.n_regions
+
+
+def test_every_column_survives_the_routing(spark):
+    df = spark.sql(
+        """select id, array(cast(id % 7 as double) * 0.01, 0.0) as features,
+        cast(id as string) s, timestamp'2024-01-01 00:00:00' + make_interval(0,0,0,0,0,0,id) ts,
+        cast(id as decimal(10,2)) dec, map('a', id) m, named_struct('x', id, 'y', 'z') st,
+        array('a', 'b') arr, cast('ab' as binary) bin from range(60)"""
+    )
+    model = DBSCAN(eps=0.015, minPoints=3).fit(df)
+    fitted = model.transform(df)  # the fit's cached rows
+    routed = model.transform(df.select("*"))  # routed against the core points
+    for out in (fitted, routed):
+        # names and types kept (a non-null column comes back nullable: the fit's cached pass
+        # also holds rows without one)
+        kept = [(f.name, f.dataType) for f in out.schema.fields[: len(df.columns)]]
+        assert kept == [(f.name, f.dataType) for f in df.schema.fields]
+        got = out.drop("cluster", "is_core").orderBy("id").collect()
+        assert got == df.orderBy("id").collect()
+    assert fitted.select("id", "cluster").orderBy("id").collect() == (
+        routed.select("id", "cluster").orderBy("id").collect()
+    )
