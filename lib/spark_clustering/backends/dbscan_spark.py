@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import pandas as pd
 
 from .. import sampling
 from ..partitioning import Regions, build_regions
@@ -39,6 +38,7 @@ from ..routing import HOME_REGION, ROW_KEY, map_regions, partition_by_region, ro
 from .dbscan_regions import fit_label_region, global_ids, merge_regions
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     import pyarrow as pa
     from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
@@ -67,7 +67,7 @@ class DistributedFit:
 
 def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
     """A bounded DataFrame's coordinates as an (n, d) array on the driver."""
-    pdf = cast(pd.DataFrame, df.select(*xcols).toPandas())
+    pdf = cast("pd.DataFrame", df.select(*xcols).toPandas())
     return pdf.to_numpy(dtype=np.float64).reshape(-1, len(xcols))
 
 
@@ -230,7 +230,7 @@ def fit_distributed(
         _fit_schema(xcols, rows.select(*row_cols).schema),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     side = cast(
-        pd.DataFrame,
+        "pd.DataFrame",
         result.where(F.col(KIND) != KIND_ROW).select(KIND, LABEL, AUX, *xcols).toPandas(),
     )
     t_pass = time.monotonic() - t0 - t_regions
@@ -258,6 +258,8 @@ def fit_distributed(
         t_merge,
         len(merged.sizes),
     )
+    import pandas as pd  # the driver's: the executors' workers never load pandas
+
     mapping = spark.createDataFrame(
         pd.DataFrame({LABEL: merged.label_id, CLUSTER: merged.cluster}),
         f"{LABEL} long, {CLUSTER} int",
