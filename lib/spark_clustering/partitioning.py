@@ -1,4 +1,5 @@
-"""Spatial partitioning of points into axis-aligned regions with an eps halo.
+"""Spatial partitioning of points into axis-aligned regions with a halo (the geometry only:
+:mod:`spark_clustering.routing` moves the rows).
 
 The regions come from a k-d split of a bounded random sample: each split cuts the widest
 dimension at the sample's median, so a dense area gets many small regions and a sparse one few
@@ -13,12 +14,8 @@ a region's home point is then present in that region, which makes per-region nei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import Column
 
 HALO_RELATIVE_MARGIN = 1e-9
 
@@ -53,7 +50,7 @@ class Regions:
         The halo test grows each box by ``eps`` plus a relative margin, so rounding can only
         add a point to a halo, never drop one.
         """
-        margin = _halo_margin(eps)
+        margin = halo_margin(eps)
         rows: list[np.ndarray] = []
         regions: list[np.ndarray] = []
         homes: list[np.ndarray] = []
@@ -70,44 +67,11 @@ class Regions:
             return empty, empty.astype(np.int32), empty.astype(bool)
         return np.concatenate(rows), np.concatenate(regions), np.concatenate(homes)
 
-    def _box_condition(self, i: int, xcols: list[str], margin: float | None) -> Column:
-        """The JVM-side test ``x in box i`` (half-open), or ``x in box i grown by margin``."""
-        from pyspark.sql import functions as F
-
-        cond = F.lit(True)
-        for j, c in enumerate(xcols):
-            lo, hi = float(self.lo[i, j]), float(self.hi[i, j])
-            x = F.col(c)
-            if margin is None:
-                if np.isfinite(lo):
-                    cond = cond & (x >= F.lit(lo))
-                if np.isfinite(hi):
-                    cond = cond & (x < F.lit(hi))
-            else:
-                if np.isfinite(lo):
-                    cond = cond & (x >= F.lit(lo - margin))
-                if np.isfinite(hi):
-                    cond = cond & (x <= F.lit(hi + margin))
-        return cond
-
-    def home_expr(self, xcols: list[str]) -> Column:
-        """Spark SQL expression of :meth:`home` over the coordinate columns (runs in the JVM)."""
-        from pyspark.sql import functions as F
-
-        expr = F.when(self._box_condition(0, xcols, None), F.lit(0))
-        for i in range(1, self.n_regions):
-            expr = expr.when(self._box_condition(i, xcols, None), F.lit(i))
-        return expr.cast("int")
-
-    def memberships_expr(self, xcols: list[str], eps: float) -> Column:
-        """Spark SQL array of the regions whose eps-grown box holds the row (home included)."""
-        from pyspark.sql import functions as F
-
-        margin = _halo_margin(eps)
-        hits = [
-            F.when(self._box_condition(i, xcols, margin), F.lit(i)) for i in range(self.n_regions)
-        ]
-        return F.filter(F.array(*hits), lambda r: r.isNotNull())
+    def tree(self) -> Cut | int:
+        """The boxes as a k-d tree: a leaf is a region id; a :class:`Cut` sends ``x[dim] <
+        value`` left. Recovered from the boxes alone (a k-d split always leaves a cut that
+        separates them), so a loaded model has it too."""
+        return _guillotine(self.lo, self.hi, np.arange(self.n_regions))
 
     def to_rows(self) -> list[tuple[int, list[float], list[float]]]:
         """(region, lo, hi) rows for persistence."""
@@ -123,7 +87,38 @@ class Regions:
         return cls(lo, hi)
 
 
-def _halo_margin(eps: float) -> float:
+@dataclass(frozen=True)
+class Cut:
+    """An inner node of :meth:`Regions.tree`."""
+
+    dim: int
+    value: float
+    left: Cut | int  # x[dim] < value
+    right: Cut | int  # x[dim] >= value
+
+
+def _guillotine(lo: np.ndarray, hi: np.ndarray, ids: np.ndarray) -> Cut | int:
+    if ids.size == 1:
+        return int(ids[0])
+    for dim in range(lo.shape[1]):
+        order = np.argsort(lo[ids, dim], kind="stable")
+        starts = lo[ids[order], dim]
+        reach = np.maximum.accumulate(hi[ids[order], dim])
+        # a cut before position k: every box before ends at or below the next box's start
+        ok = np.flatnonzero((reach[:-1] <= starts[1:]) & (starts[1:] > starts[0]))
+        if ok.size:
+            k = int(ok[0]) + 1
+            value = float(starts[k])
+            left, right = ids[order[:k]], ids[order[k:]]
+            return Cut(
+                dim, value, _guillotine(lo, hi, np.sort(left)), _guillotine(lo, hi, np.sort(right))
+            )
+    raise ValueError(
+        f"regions={lo.shape[0]} boxes do not come from a k-d split: no cut separates them"
+    )
+
+
+def halo_margin(eps: float) -> float:
     """eps plus a relative margin: rounding may add a point to a halo, never drop one."""
     return eps * (1.0 + HALO_RELATIVE_MARGIN) + 1e-300
 

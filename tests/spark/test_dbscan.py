@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline
@@ -192,22 +194,129 @@ def test_rows_of_different_dimensions_rejected(spark):
 
 
 def test_sql_routing_matches_numpy_routing(spark):
-    from spark_clustering.backends.dbscan_spark import route_with_halo
     from spark_clustering.partitioning import build_regions
+    from spark_clustering.routing import HOME, REGION, route
 
     rng = np.random.default_rng(8)
     x = rng.uniform(0, 10, size=(2000, 2))
     regions = build_regions(x, 9, min_width=0.5)
     x = np.concatenate([x, regions.lo[np.isfinite(regions.lo).all(axis=1)]])  # on the edges
     df = spark.createDataFrame(
-        [(i, float(a), float(b)) for i, (a, b) in enumerate(x)], ["id", "x0", "x1"]
+        [(i, float(a), float(b), f"row {i}") for i, (a, b) in enumerate(x)],
+        ["id", "x0", "x1", "name"],
     )
-    home = df.select("id", regions.home_expr(["x0", "x1"]).alias("r")).toPandas()
-    np.testing.assert_array_equal(home.sort_values("id")["r"].to_numpy(), regions.home(x))
-    routed = route_with_halo(df, regions, ["x0", "x1"], 0.5).toPandas()
-    rows, region, is_home = regions.memberships(x, 0.5)
-    expected = set(zip(rows.tolist(), region.tolist(), is_home.tolist(), strict=True))
-    got = set(
-        zip(routed["id"].tolist(), routed["region"].tolist(), routed["home"].tolist(), strict=True)
+    home = route(df, regions, ["x0", "x1"], 0.0, carried=["id"], home_only=[]).toPandas()
+    np.testing.assert_array_equal(home.sort_values("id")[REGION].to_numpy(), regions.home(x))
+    for halo in (0.5, 1.0):
+        routed = route(df, regions, ["x0", "x1"], halo, carried=["id"], home_only=["name"])
+        got_pdf = routed.toPandas()
+        rows, region, is_home = regions.memberships(x, halo)
+        expected = set(zip(rows.tolist(), region.tolist(), is_home.tolist(), strict=True))
+        got = set(
+            zip(
+                got_pdf["id"].tolist(),
+                got_pdf[REGION].tolist(),
+                got_pdf[HOME].tolist(),
+                strict=True,
+            )
+        )
+        assert got == expected
+        # the whole row travels with the home copy only
+        assert got_pdf.loc[got_pdf[HOME], "name"].notna().all()
+        assert got_pdf.loc[~got_pdf[HOME], "name"].isna().all()
+
+
+def test_region_i_is_partition_i(spark):
+    from pyspark.sql import functions as F
+
+    from spark_clustering.routing import REGION, partition_by_region, region_partition_keys
+
+    for n in (1, 4, 7, 80):
+        keys = region_partition_keys(n)
+        hashed = spark.createDataFrame([(int(k),) for k in keys], "k int").select(
+            F.expr(f"pmod(hash(k), {n})").alias("p")
+        )
+        assert [r["p"] for r in hashed.collect()] == list(range(n))
+    regions = spark.range(0, 2000).select((F.col("id") % 13).cast("int").alias(REGION), "id")
+    placed = partition_by_region(regions, 13).select(REGION, F.spark_partition_id().alias("p"))
+    pairs = {(r[REGION], r["p"]) for r in placed.distinct().collect()}
+    assert pairs == {(i, i) for i in range(13)}
+
+
+def _physical_plan(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+def test_fit_and_label_cross_the_shuffle_once(spark):
+    x = parity_dataset(2)
+    df = _frame(spark, x, 3, seed=4)
+    model = DBSCAN(eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=400).fit(df)
+    out = model.transform(df)
+    plan = _physical_plan(out)
+    # the fitted rows are read back from the fit's cached pass: its one routing exchange is
+    # the only shuffle, and the labels come from a broadcast lookup, not a join of the rows
+    assert "InMemoryTableScan" in plan
+    assert set(re.findall(r"Exchange hashpartitioning\((\w+)#", plan)) == {"__route_key"}
+    assert set(re.findall(r"(\w*Join) \[(\w+)#", plan)) == {("BroadcastHashJoin", "__dbscan_label")}
+    assert "Sort [" not in plan and "FlatMapGroupsInPandas" not in plan
+    # the row key is generated and carried, coordinates are never a join key
+    assert "monotonically_increasing_id" in plan
+    labels, is_core = _labels(out)
+    ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+
+
+def test_new_rows_are_routed_once_and_training_rows_agree(spark):
+    x = parity_dataset(3)
+    df = _frame(spark, x, 3, seed=6)
+    model = DBSCAN(eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=300).fit(df)
+    fitted = _labels(model.transform(df))
+    # the same rows as another DataFrame: labelled by routing them against the core points
+    again = _frame(spark, x, 2, seed=7)
+    out = model.transform(again)
+    plan = _physical_plan(out)
+    assert "InMemoryTableScan" not in plan.split("MapInArrow")[0]
+    assert set(re.findall(r"Exchange hashpartitioning\((\w+)#", plan)) == {"__route_key"}
+    # the only join is the broadcast lookup of cluster ids that labels the core points
+    assert set(re.findall(r"(\w*Join) \[(\w+)#", plan)) <= {("BroadcastHashJoin", "__dbscan_label")}
+    routed = _labels(out)
+    np.testing.assert_array_equal(routed[0], fitted[0])
+    np.testing.assert_array_equal(routed[1], fitted[1])
+
+
+def test_skewed_data_exact_and_balanced(spark):
+    from pyspark.sql import functions as F
+
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.normal(0, 0.3, (4500, 2)), rng.uniform(-20, 20, (500, 2))])
+    df = _frame(spark, x, 4, seed=3)
+    model = DBSCAN(eps=0.05, minPoints=5, maxPointsPerPartition=500).fit(df)
+    out = model.transform(df)
+    labels, is_core = _labels(out)
+    ref_labels, ref_core = sklearn_reference(x, 0.05, 5)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+    # the labelled rows sit in their regions' partitions: no partition holds most of them
+    per_part = out.groupBy(F.spark_partition_id().alias("p")).count().toPandas()["count"]
+    assert per_part.max() <= 3 * x.shape[0] / model._regions.n_regions
+
+
+def test_every_column_survives_the_routing(spark):
+    df = spark.sql(
+        """select id, array(cast(id % 7 as double) * 0.01, 0.0) as features,
+        cast(id as string) s, timestamp'2024-01-01 00:00:00' + make_interval(0,0,0,0,0,0,id) ts,
+        cast(id as decimal(10,2)) dec, map('a', id) m, named_struct('x', id, 'y', 'z') st,
+        array('a', 'b') arr, cast('ab' as binary) bin from range(60)"""
     )
-    assert got == expected
+    model = DBSCAN(eps=0.015, minPoints=3).fit(df)
+    fitted = model.transform(df)  # the fit's cached rows
+    routed = model.transform(df.select("*"))  # routed against the core points
+    for out in (fitted, routed):
+        # names and types kept (a non-null column comes back nullable: the fit's cached pass
+        # also holds rows without one)
+        kept = [(f.name, f.dataType) for f in out.schema.fields[: len(df.columns)]]
+        assert kept == [(f.name, f.dataType) for f in df.schema.fields]
+        got = out.drop("cluster", "is_core").orderBy("id").collect()
+        assert got == df.orderBy("id").collect()
+    assert fitted.select("id", "cluster").orderBy("id").collect() == (
+        routed.select("id", "cluster").orderBy("id").collect()
+    )

@@ -376,3 +376,28 @@ def test_vectors_and_arrays_give_the_same_result(name, spark, data, fitted):
     from_arrays = case.make().fit(arrays)
     assert _result(from_arrays, df) == _result(fitted[name], df)
     assert _result(fitted[name], arrays) == _result(fitted[name], df)
+
+
+def test_invalid_rows_detected_without_a_lambda(spark):
+    from pyspark.sql import functions as F
+
+    from spark_clustering.features.vectors import invalid_expr
+
+    nan, inf = float("nan"), float("inf")
+    rows = [
+        ([1.0, 2.0], False),
+        ([nan, 1.0], True),
+        ([None, 1.0], True),
+        ([inf, 1.0], True),
+        ([-inf, 1.0], True),
+        (None, True),
+        ([], False),
+        ([1.0, nan, None], True),
+        ([inf, nan], True),
+        ([-0.0, 5e307], False),
+    ]
+    df = spark.createDataFrame(rows, "a array<double>, want boolean")
+    bad = df.select(invalid_expr(F.col("a")).alias("bad"), "want")
+    assert all(r["bad"] is r["want"] for r in bad.collect())
+    plan = bad._jdf.queryExecution().executedPlan().toString()
+    assert "lambdafunction" not in plan  # compiled, not interpreted per element

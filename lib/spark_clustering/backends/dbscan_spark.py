@@ -1,21 +1,24 @@
-"""Exact DBSCAN distributed over Spark executors.
+"""Exact DBSCAN distributed over Spark executors: one pass over the data fits and labels.
 
 fit:
 1. a bounded sample (``partitionSampleSize`` rows, the only data that reaches the driver) is
    split into k-d regions of about equal count (:mod:`spark_clustering.partitioning`);
-2. every point goes to its home region and, replicated, to the halo of each region within eps;
-3. each region runs the kernel (CPU: numba, GPU: cuML): core flags of its home points, the
-   local components of its home core points, and which local components each halo point
-   touches;
-4. a halo point touching component ``a`` in one region, and itself core in its home region with
-   component ``b``, links ``a`` and ``b``: a join on the point's coordinates finds those links;
-5. the driver unions the local components (their number is far below n) and numbers the
-   clusters by decreasing number of core points, ties broken by the smallest core point;
-6. the core points with their cluster ids stay distributed: they are the model.
+2. one shuffle (:mod:`spark_clustering.routing`): every row goes to its home region, with the
+   whole row, and as coordinates and a row key to each region within 2 eps of it; region ``i``
+   is partition ``i``, no sort, no grouping;
+3. each region runs :func:`.dbscan_regions.fit_label_region` on numpy views of its Arrow
+   columns: core flags, local components, and a label for each home row (its component, a tie
+   set, or noise), which leaves the executors with the row; only per-component counts, the
+   links (row key naming a group of core points, component) and tie sets are collected;
+4. the driver unions the components that share a row key and numbers the clusters
+   (:func:`.dbscan_regions.merge_regions`); its result is a small table label id -> cluster;
+5. the labelled rows stay cached: labelling them is a broadcast lookup of that table, a narrow
+   projection. They are ``transform``'s answer for the fitted DataFrame, and their core points
+   are the model.
 
-label (transform): each row goes to its home region; each core point to its home region and its
-halos; per region, each distinct point takes the cluster of its closest core point within eps.
-The labels join back to the rows on the coordinates, so nothing but coordinates is shuffled.
+label (transform of other rows): each row goes to its home region, each core point to its home
+region and the regions within eps; per region each row takes the cluster of its closest core
+point within eps. One shuffle; rows are never joined on their coordinates.
 """
 
 from __future__ import annotations
@@ -23,121 +26,165 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import pandas as pd
 
 from .. import sampling
 from ..partitioning import Regions, build_regions
+from ..routing import HOME_REGION, ROW_KEY, map_regions, partition_by_region, route
+from .dbscan_regions import fit_label_region, global_ids, merge_regions
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
 
-KIND_CORE = 0  # a home core point with its local component
-KIND_EDGE = 1  # a halo point next to a local component
-KIND_COMP = 2  # a local component: its core count and smallest core point
+KIND = "__dbscan_kind"  # what a row of the fit's output is:
+KIND_ROW = 0  # a home row with its label
+KIND_COMP = 1  # a component: LABEL its id, AUX its home core count, coordinates its smallest
+KIND_LINK = 2  # LABEL a component, AUX a group of core points it holds (its smallest row key)
+KIND_TIE = 3  # LABEL a tie set, AUX one of its components
+LABEL = "__dbscan_label"
+AUX = "__dbscan_aux"
+CLUSTER = "__dbscan_cluster"
+IS_CORE = "__dbscan_is_core"
 
 
 @dataclass
 class DistributedFit:
-    """What the distributed fit leaves: the core table and how space was partitioned."""
+    """What the distributed fit leaves: the labelled rows and how space was partitioned."""
 
-    cores: DataFrame  # coordinate columns + "cluster" (int)
+    rows: DataFrame  # the fitted rows' columns + CLUSTER (int) + IS_CORE (bool), over the cache
     regions: Regions
     cluster_sizes: list[int]  # number of core points per cluster id
 
 
-def _coords_schema(xcols: list[str]) -> str:
-    return ", ".join(f"{c} double" for c in xcols)
-
-
-def route_with_halo(df: DataFrame, regions: Regions, xcols: list[str], eps: float) -> DataFrame:
-    """One row per (row, region) for its home region and each region whose halo holds it,
-    with ``home`` telling which and ``shared`` whether the row is in any halo; computed in the
-    JVM, no Python round trip."""
-    from pyspark.sql import functions as F
-
-    others = [c for c in df.columns if c not in xcols]
-    return (
-        df.select(
-            regions.memberships_expr(xcols, eps).alias("__regions"),
-            regions.home_expr(xcols).alias("__home_region"),
-            *xcols,
-            *others,
-        )
-        .select(
-            F.explode("__regions").alias("region"),
-            (F.size("__regions") > 1).alias("shared"),
-            "__home_region",
-            *xcols,
-            *others,
-        )
-        .select(
-            "region",
-            (F.col("region") == F.col("__home_region")).alias("home"),
-            "shared",
-            *xcols,
-            *others,
-        )
-    )
-
-
-def _fit_regions(eps: float, min_points: int, backend: str, xcols: list[str]):
-    """applyInPandas function: run the kernel on one region's home and halo points."""
-
-    def fit_group(pdf: pd.DataFrame) -> pd.DataFrame:
-        from spark_clustering._worker import prepare_worker
-
-        prepare_worker()
-        from ..base import load_backend
-
-        kernel = load_backend("dbscan", backend)
-        region = int(pdf["region"].iloc[0])
-        x = pdf[xcols].to_numpy(dtype=np.float64)
-        res = kernel.fit_region(x, pdf["home"].to_numpy(dtype=bool), eps, min_points)
-        base = np.int64(region) << np.int64(32)
-        # per local component: its core count and its lexicographically smallest core point
-        core_x = x[res.core_index]
-        order = np.lexsort([*core_x.T[::-1], res.core_component])
-        first = order[np.r_[True, np.diff(res.core_component[order]) != 0]] if order.size else order
-        n_comp = np.bincount(res.core_component, minlength=len(first))
-        idx = np.concatenate([res.core_index, res.edge_halo_index, res.core_index[first]])
-        sizes = (len(res.core_index), len(res.edge_halo_index), len(first))
-        out = pd.DataFrame(
-            {
-                "kind": np.repeat(np.array([KIND_CORE, KIND_EDGE, KIND_COMP], np.int8), sizes),
-                "comp": base
-                + np.concatenate(
-                    [res.core_component, res.edge_component, res.core_component[first]]
-                ),
-                "shared": np.concatenate(
-                    [
-                        pdf["shared"].to_numpy(dtype=bool)[res.core_index],
-                        np.ones(sizes[1] + sizes[2], dtype=bool),
-                    ]
-                ),
-                "n": np.concatenate([np.zeros(sizes[0] + sizes[1], np.int64), n_comp]),
-            }
-        )
-        for j, c in enumerate(xcols):
-            out[c] = x[idx, j]
-        return out
-
-    return fit_group
-
-
 def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
     """A bounded DataFrame's coordinates as an (n, d) array on the driver."""
-    pdf = cast(pd.DataFrame, df.select(*xcols).toPandas())
+    pdf = cast("pd.DataFrame", df.select(*xcols).toPandas())
     return pdf.to_numpy(dtype=np.float64).reshape(-1, len(xcols))
 
 
+def _coordinates(table: pa.Table, xcols: list[str]) -> np.ndarray:
+    """An Arrow table's coordinate columns as a C-contiguous (n, d) float64 array."""
+    x = np.empty((table.num_rows, len(xcols)), dtype=np.float64)
+    for j, c in enumerate(xcols):
+        x[:, j] = table.column(c).to_numpy()
+    return x
+
+
+def _fit_schema(xcols: list[str], row_schema: StructType) -> StructType:
+    from pyspark.sql.types import (
+        BooleanType,
+        ByteType,
+        DoubleType,
+        LongType,
+        StructField,
+        StructType,
+    )
+
+    fields = [
+        StructField(KIND, ByteType(), False),
+        StructField(LABEL, LongType(), True),
+        StructField(IS_CORE, BooleanType(), True),
+        StructField(AUX, LongType(), True),
+        *[StructField(c, DoubleType(), True) for c in xcols],
+        *[StructField(f.name, f.dataType, True) for f in row_schema.fields],
+    ]
+    return StructType(fields)
+
+
+def _fit_regions(
+    eps: float,
+    min_points: int,
+    backend: str,
+    xcols: list[str],
+    row_cols: list[str],
+    regions: Regions,
+    kernel_seconds: object,
+):
+    """The per-region function of the fit's one pass (runs on the executors)."""
+    lo, hi = regions.lo, regions.hi
+
+    def fit_region(region: int, table: pa.Table) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        from ..base import load_backend
+
+        kernel = load_backend("dbscan", backend)
+        x = _coordinates(table, xcols)
+        start = time.monotonic()
+        out = fit_label_region(
+            kernel,
+            x,
+            table.column(HOME_REGION).to_numpy(),
+            table.column(ROW_KEY).to_numpy(),
+            region,
+            lo[region],
+            hi[region],
+            eps,
+            min_points,
+        )
+        kernel_seconds.add(time.monotonic() - start)  # type: ignore[attr-defined]
+        n_home = out.home_index.size
+        rows = table.select(row_cols).take(pa.array(out.home_index))
+        yield _batch(
+            [
+                pa.array(np.full(n_home, KIND_ROW, np.int8)),
+                pa.array(global_ids(region, out.home_label)),
+                pa.array(out.home_core),
+                pa.nulls(n_home, pa.int64()),
+                *[pa.nulls(n_home, pa.float64()) for _ in xcols],
+                *[rows.column(c).combine_chunks() for c in row_cols],
+            ],
+            [KIND, LABEL, IS_CORE, AUX, *xcols, *row_cols],
+        )
+        n_c, n_l, n_t = out.comp_id.size, out.link_key.size, out.tie_id.size
+        n_side = n_c + n_l + n_t
+        if n_side == 0:
+            return
+        smallest = np.full((n_side, len(xcols)), np.nan)
+        smallest[:n_c] = out.comp_smallest
+        valid_x = np.zeros(n_side, dtype=bool)
+        valid_x[:n_c] = True
+        kinds = np.repeat(np.array([KIND_COMP, KIND_LINK, KIND_TIE], np.int8), (n_c, n_l, n_t))
+        label = np.concatenate(
+            [
+                global_ids(region, out.comp_id),
+                global_ids(region, out.link_comp),
+                global_ids(region, out.tie_id),
+            ]
+        )
+        aux = np.concatenate([out.comp_core_count, out.link_key, global_ids(region, out.tie_comp)])
+        yield _batch(
+            [
+                pa.array(kinds),
+                pa.array(label),
+                pa.nulls(n_side, pa.bool_()),
+                pa.array(aux),
+                *[pa.array(smallest[:, j], mask=~valid_x) for j in range(len(xcols))],
+                *[pa.nulls(n_side, table.schema.field(c).type) for c in row_cols],
+            ],
+            [KIND, LABEL, IS_CORE, AUX, *xcols, *row_cols],
+        )
+
+    return fit_region
+
+
+def _batch(arrays: list, names: list[str]) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
 def fit_distributed(
-    points: DataFrame,
+    rows: DataFrame,
     xcols: list[str],
     n_rows: int,
     eps: float,
@@ -147,11 +194,13 @@ def fit_distributed(
     partition_sample_size: int,
     seed: int,
 ) -> DistributedFit:
-    """Cluster ``points`` (coordinate columns ``xcols``, no invalid rows) exactly."""
+    """Cluster and label ``rows`` (its columns plus the coordinate columns ``xcols``, no
+    invalid rows) exactly, in one pass over the data."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    spark = points.sparkSession
+    spark = rows.sparkSession
+    row_cols = [c for c in rows.columns if c not in xcols]
     d = len(xcols)
     t0 = time.monotonic()
     parallelism = spark.sparkContext.defaultParallelism
@@ -159,131 +208,116 @@ def fit_distributed(
     # The rows with the smallest keys hashed from the seed and their coordinates (a per-partition
     # top-k): the same sample, so the same regions, on any partitioning or cluster.
     key = sampling.uniform(seed, "dbscan-regions", *map(sampling.single, xcols))
-    sample = _collect_coordinates(points.orderBy(key, *xcols).limit(partition_sample_size), xcols)
-    regions = build_regions(sample, n_regions, min_width=eps)
+    sample = _collect_coordinates(rows.orderBy(key, *xcols).limit(partition_sample_size), xcols)
+    # a cut narrower than the 2 eps halo only multiplies the copies
+    regions = build_regions(sample, n_regions, min_width=2 * eps)
+    t_regions = time.monotonic() - t0
     log.info(
         "dbscan: %d rows, %d dimensions, %d regions from a %d-row sample (%.1fs)",
         n_rows,
         d,
         regions.n_regions,
         sample.shape[0],
-        time.monotonic() - t0,
+        t_regions,
     )
 
-    routed = route_with_halo(points.select(*xcols), regions, xcols, eps)
-    result = (
-        routed.groupBy("region")
-        .applyInPandas(
-            _fit_regions(eps, min_points, backend, xcols),
-            f"kind tinyint, comp long, shared boolean, n long, {_coords_schema(xcols)}",
-        )
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    kernel_seconds = spark.sparkContext.accumulator(0.0)
+    keyed = rows.select(F.monotonically_increasing_id().alias(ROW_KEY), *xcols, *row_cols)
+    routed = route(keyed, regions, xcols, 2 * eps, carried=[ROW_KEY], home_only=row_cols)
+    result = map_regions(
+        partition_by_region(routed, regions.n_regions),
+        _fit_regions(eps, min_points, backend, xcols, row_cols, regions, kernel_seconds),
+        _fit_schema(xcols, rows.select(*row_cols).schema),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    side = cast(
+        "pd.DataFrame",
+        result.where(F.col(KIND) != KIND_ROW).select(KIND, LABEL, AUX, *xcols).toPandas(),
     )
-    try:
-        n_out = result.count()
-        log.info(
-            "dbscan: regions clustered, %d core points and halo links out (%.1fs)",
-            n_out,
-            time.monotonic() - t0,
-        )
-        cores_all = result.where(F.col("kind") == KIND_CORE)
-        cores = cores_all.select("comp", *xcols)
-        edges = result.where(F.col("kind") == KIND_EDGE).select(F.col("comp").alias("a"), *xcols)
-        shared_cores = cores_all.where("shared").select(F.col("comp").alias("b"), *xcols)
-        links = cast(
-            pd.DataFrame,
-            edges.join(shared_cores, on=xcols)
-            .where(F.col("a") != F.col("b"))
-            .select("a", "b")
-            .distinct()
-            .toPandas(),
-        )
-        comps = cast(
-            pd.DataFrame,
-            result.where(F.col("kind") == KIND_COMP).select("comp", "n", *xcols).toPandas(),
-        )
-        log.info(
-            "dbscan: %d local components, %d cross-region links (%.1fs)",
-            len(comps),
-            len(links),
-            time.monotonic() - t0,
-        )
-        mapping, sizes = _number_clusters(comps, links, xcols)
-        mapping_df = spark.createDataFrame(mapping, "comp long, cluster int")
-        core_table = (
-            cores.join(F.broadcast(mapping_df), on="comp")
-            .select(*xcols, "cluster")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        n_core = core_table.count()
-    finally:
-        result.unpersist()
+    t_pass = time.monotonic() - t0 - t_regions
+    kind = side[KIND].to_numpy()
+    comps, links, ties = side[kind == KIND_COMP], side[kind == KIND_LINK], side[kind == KIND_TIE]
+    merged = merge_regions(
+        comps[LABEL].to_numpy(dtype=np.int64),
+        comps[AUX].to_numpy(dtype=np.int64),
+        comps[xcols].to_numpy(dtype=np.float64).reshape(-1, d),
+        links[AUX].to_numpy(dtype=np.int64),
+        links[LABEL].to_numpy(dtype=np.int64),
+        ties[LABEL].to_numpy(dtype=np.int64),
+        ties[AUX].to_numpy(dtype=np.int64),
+    )
+    t_merge = time.monotonic() - t0 - t_regions - t_pass
     log.info(
-        "dbscan: %d clusters, %d core points (%.1fs)",
-        len(sizes),
-        n_core,
-        time.monotonic() - t0,
+        "dbscan: one pass: route + region kernels + cache %.1fs (kernels %.1fs summed over "
+        "tasks); merge of %d components, %d links, %d tie pairs on the driver %.1fs; "
+        "%d clusters",
+        t_pass,
+        kernel_seconds.value,
+        len(comps),
+        len(links),
+        len(ties),
+        t_merge,
+        len(merged.sizes),
     )
-    return DistributedFit(core_table, regions, sizes)
+    import pandas as pd  # the driver's: the executors' workers never load pandas
+
+    mapping = spark.createDataFrame(
+        pd.DataFrame({LABEL: merged.label_id, CLUSTER: merged.cluster}),
+        f"{LABEL} long, {CLUSTER} int",
+    )
+    labelled = (
+        result.where(F.col(KIND) == KIND_ROW)
+        .join(F.broadcast(mapping), on=LABEL, how="left")
+        .select(
+            *[F.col(c) for c in row_cols],
+            F.coalesce(F.col(CLUSTER), F.lit(-1)).alias(CLUSTER),
+            F.col(IS_CORE),
+        )
+    )
+    return DistributedFit(labelled, regions, merged.sizes)
 
 
-def _number_clusters(
-    comps: pd.DataFrame, links: pd.DataFrame, xcols: list[str]
-) -> tuple[pd.DataFrame, list[int]]:
-    """Union local components and number clusters by decreasing size, then smallest point."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+def _label_schema(row_schema: StructType) -> StructType:
+    from pyspark.sql.types import BooleanType, IntegerType, StructField, StructType
 
-    if comps.empty:
-        return pd.DataFrame({"comp": pd.Series([], dtype="int64"), "cluster": []}), []
-    ids = comps["comp"].to_numpy(dtype=np.int64)
-    order = np.argsort(ids)
-    ids = ids[order]
-    counts = comps["n"].to_numpy(dtype=np.int64)[order]
-    corner = comps[xcols].to_numpy(dtype=np.float64)[order]
-    firsts = [tuple(row) for row in corner.tolist()]
-    a = np.searchsorted(ids, links["a"].to_numpy(dtype=np.int64))
-    b = np.searchsorted(ids, links["b"].to_numpy(dtype=np.int64))
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
-    _, root = connected_components(graph, directed=False)
-    n_roots = int(root.max()) + 1
-    size = np.bincount(root, weights=counts, minlength=n_roots).astype(np.int64)
-    smallest: list[tuple[float, ...] | None] = [None] * n_roots
-    for r, first in zip(root, firsts, strict=True):
-        cur = smallest[r]
-        if cur is None or first < cur:
-            smallest[r] = first
-    ranked = sorted(range(n_roots), key=lambda r: (-size[r], smallest[r]))
-    cluster_of_root = np.empty(n_roots, dtype=np.int32)
-    cluster_of_root[ranked] = np.arange(n_roots, dtype=np.int32)
-    mapping = pd.DataFrame({"comp": ids, "cluster": cluster_of_root[root]})
-    return mapping, [int(size[r]) for r in ranked]
+    return StructType(
+        [
+            *[StructField(f.name, f.dataType, True) for f in row_schema.fields],
+            StructField(CLUSTER, IntegerType(), False),
+            StructField(IS_CORE, BooleanType(), False),
+        ]
+    )
 
 
-def _label_regions(eps: float, backend: str, xcols: list[str]):
-    """cogroup function: label the distinct query points of a region from its core points."""
+def _label_regions(eps: float, backend: str, xcols: list[str], row_cols: list[str]):
+    """The per-region function of labelling: each query row against the region's cores."""
 
-    def label_group(queries: pd.DataFrame, cores: pd.DataFrame) -> pd.DataFrame:
-        from spark_clustering._worker import prepare_worker
+    def label_region(region: int, table: pa.Table) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
 
-        prepare_worker()
         from ..base import load_backend
 
         kernel = load_backend("dbscan", backend)
-        q = queries[xcols].to_numpy(dtype=np.float64)
-        if q.shape[0] == 0:
-            return pd.DataFrame(
-                {**{c: [] for c in xcols}, "cluster": np.empty(0, np.int32), "is_core": []}
-            )
-        q = np.unique(q, axis=0)
-        c = cores[xcols].to_numpy(dtype=np.float64).reshape(-1, len(xcols))
-        labels, is_core = kernel.nearest_core(q, c, cores["cluster"].to_numpy(dtype=np.int64), eps)
-        out = pd.DataFrame({col: q[:, j] for j, col in enumerate(xcols)})
-        out["cluster"] = labels.astype(np.int32)
-        out["is_core"] = is_core
-        return out
+        is_query = table.column(KIND).to_numpy() == KIND_ROW
+        queries = table.filter(pa.array(is_query))
+        if queries.num_rows == 0:
+            return
+        cores = table.filter(pa.array(~is_query))
+        labels, is_core = kernel.nearest_core(
+            _coordinates(queries, xcols),
+            _coordinates(cores, xcols),
+            cores.column(CLUSTER).to_numpy(zero_copy_only=False).astype(np.int64),
+            eps,
+        )
+        yield _batch(
+            [
+                *[queries.column(c).combine_chunks() for c in row_cols],
+                pa.array(labels.astype(np.int32)),
+                pa.array(is_core),
+            ],
+            [*row_cols, CLUSTER, IS_CORE],
+        )
 
-    return label_group
+    return label_region
 
 
 def label_distributed(
@@ -294,14 +328,25 @@ def label_distributed(
     eps: float,
     backend: str,
 ) -> DataFrame:
-    """(coordinates, cluster, is_core) for every distinct valid point of ``rows``."""
-    schema = _coords_schema(xcols)
-    queries = rows.select(regions.home_expr(xcols).alias("region"), *xcols)
-    replicated = route_with_halo(cores, regions, xcols, eps).drop("home")
-    return (
-        queries.groupBy("region")
-        .cogroup(replicated.groupBy("region"))
-        .applyInPandas(
-            _label_regions(eps, backend, xcols), f"{schema}, cluster int, is_core boolean"
-        )
+    """``rows``' columns (all but ``xcols``) + CLUSTER + IS_CORE for every row of ``rows``
+    (valid coordinates in ``xcols``), against ``cores`` (``xcols`` + ``cluster``)."""
+    from pyspark.sql import functions as F
+
+    row_cols = [c for c in rows.columns if c not in xcols]
+    queries = route(rows, regions, xcols, 0.0, carried=[], home_only=row_cols).withColumn(
+        KIND, F.lit(KIND_ROW).cast("tinyint")
+    )
+    replicated = route(
+        cores.select(*xcols, F.col("cluster").alias(CLUSTER)),
+        regions,
+        xcols,
+        eps,
+        carried=[CLUSTER],
+        home_only=[],
+    ).withColumn(KIND, F.lit(KIND_COMP).cast("tinyint"))
+    both = queries.unionByName(replicated, allowMissingColumns=True)
+    return map_regions(
+        partition_by_region(both, regions.n_regions),
+        _label_regions(eps, backend, xcols, row_cols),
+        _label_schema(rows.select(*row_cols).schema),
     )

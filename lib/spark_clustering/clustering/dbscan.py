@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from ..features.vectors import (
     check_input,
     coordinate_names,
     feature_type,
+    invalid_expr,
     transform_rows,
 )
 from ..params import (
@@ -48,6 +50,8 @@ from ..partitioning import Regions
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame
+
+    from ..backends.dbscan_spark import DistributedFit
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +157,13 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
     broken by the lexicographically smallest core point, so they do not depend on how the data
     is partitioned or ordered.
 
-    Only ``partitionSampleSize`` sampled rows and one row per local cluster reach the driver;
-    the core points stay distributed in the fitted model.
+    The data crosses the shuffle once: each row goes, whole, to its spatial region (and as its
+    coordinates to the regions within 2 eps), where the fit computes its label. Only
+    ``partitionSampleSize`` sampled rows, one row per local cluster and one per group of
+    boundary core points reach the driver. The labelled rows stay cached on the executors, so
+    ``transform`` of the fitted DataFrame reads them back; the core points among them are the
+    model. Every column travels through the executors' Python workers as Arrow, so each must
+    be of a type Arrow carries (any but intervals).
 
     Examples
     --------
@@ -259,9 +268,9 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
                 )
             xcols = coordinate_names(d)
             arr = as_array(valid, col)
-            points = valid.select(*[arr[i].alias(c) for i, c in enumerate(xcols)])
+            rows = valid.select("*", *[arr[i].alias(c) for i, c in enumerate(xcols)])
             fitted = fit_distributed(
-                points,
+                rows,
                 xcols,
                 n_valid,
                 self.getEps(),
@@ -271,38 +280,54 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
                 self.getPartitionSampleSize(),
                 self.getSeed(),
             )
-            model = DBSCANModel._from_fit(d, fitted.cores, fitted.regions, fitted.cluster_sizes)
+            model = DBSCANModel._from_fit(
+                d, fitted, _FittedRows(dataset, col, fitted.rows, checked.stats.n_invalid)
+            )
         self._copyValues(model)
         model._backend_used = backend
         log_fit(self)
         return model
 
 
+@dataclass(frozen=True)
+class _FittedRows:
+    """The fit's own DataFrame and its labelled rows: ``transform`` of that DataFrame is a
+    lookup of the rows, not a second pass over the data."""
+
+    source: DataFrame  # the DataFrame given to fit
+    features_col: str
+    rows: DataFrame  # its valid rows' columns + CLUSTER + IS_CORE, cached
+    n_invalid: int  # rows the fit left out (handleInvalid 'skip' or 'keep')
+
+
 class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
     """A fitted DBSCAN: the core points with their cluster ids, kept distributed.
 
     ``transform`` adds ``predictionCol`` (int, ``-1`` = noise) and ``isCoreCol`` (bool). On the
-    training data it returns exactly the fitted labels; a new row takes the cluster of its
+    training data it returns exactly the fitted labels: the fit labelled those rows in its one
+    pass and keeps them cached, so transforming the DataFrame given to ``fit`` (the same query
+    plan, see ``DataFrame.sameSemantics``) reads them back. A new row takes the cluster of its
     closest core point within eps (ties to the smaller id), or ``-1``, and is core when it
     coincides with a core point. That is how a scheduled job places new customers into the
-    segments found earlier.
+    segments found earlier. A loaded model labels every DataFrame that way.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._dimension = 0
-        self._cores: DataFrame | None = None
+        self._loaded_cores: DataFrame | None = None
+        self._fitted: _FittedRows | None = None
         self._regions: Regions | None = None
         self._cluster_sizes: list[int] = []
         self._backend_used = "cpu"
 
     @classmethod
-    def _from_fit(cls, d: int, cores: DataFrame, regions: Regions, sizes: list[int]) -> DBSCANModel:
+    def _from_fit(cls, d: int, fit: DistributedFit, fitted: _FittedRows) -> DBSCANModel:
         model = cls()
         model._dimension = d
-        model._cores = cores
-        model._regions = regions
-        model._cluster_sizes = list(sizes)
+        model._fitted = fitted
+        model._regions = fit.regions
+        model._cluster_sizes = list(fit.cluster_sizes)
         return model
 
     @classmethod
@@ -310,6 +335,21 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
         model = cls()
         model._dimension = d
         return model
+
+    def _core_table(self) -> DataFrame | None:
+        """The core points: coordinate columns + ``cluster``."""
+        from ..backends.dbscan_spark import CLUSTER, IS_CORE
+
+        if self._loaded_cores is not None:
+            return self._loaded_cores
+        if self._fitted is None:
+            return None
+        rows = self._fitted.rows.where(F.col(IS_CORE))
+        arr = as_array(rows, self._fitted.features_col)
+        xcols = coordinate_names(self._dimension)
+        return rows.select(
+            *[arr[i].alias(c) for i, c in enumerate(xcols)], F.col(CLUSTER).alias("cluster")
+        )
 
     @property
     def dimension(self) -> int:
@@ -334,14 +374,13 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
     @property
     def corePoints(self) -> DataFrame | None:
         """The core points as a DataFrame of ``features`` (vector) and ``cluster``."""
-        if self._cores is None:
+        cores = self._core_table()
+        if cores is None:
             return None
         from pyspark.ml.functions import array_to_vector
 
         xcols = coordinate_names(self._dimension)
-        return self._cores.select(
-            array_to_vector(F.array(*xcols)).alias("features"), F.col("cluster")
-        )
+        return cores.select(array_to_vector(F.array(*xcols)).alias("features"), F.col("cluster"))
 
     def setFeaturesCol(self, value: str) -> DBSCANModel:
         return self._set(featuresCol=value)
@@ -359,7 +398,7 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
         return self._set(backend=value)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        from ..backends.dbscan_spark import label_distributed
+        from ..backends.dbscan_spark import CLUSTER, IS_CORE, label_distributed
 
         col, pred, core_col = self.getFeaturesCol(), self.getPredictionCol(), self.getIsCoreCol()
         feature_type(dataset, col)
@@ -367,32 +406,40 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
             if out in dataset.columns:
                 raise ValueError(f"output column {out!r} already exists in the DataFrame")
         d = self._dimension
-        df, bad = transform_rows(dataset, col, d, self.getHandleInvalid())
-        arr = as_array(dataset, col)
-        if self._cores is None or self._regions is None or not self._cluster_sizes:
-            return df.withColumn(pred, F.lit(-1)).withColumn(core_col, F.lit(False))
+        handle = self.getHandleInvalid()
+        result = [F.col(CLUSTER).alias(pred), F.col(IS_CORE).alias(core_col)]
+        fitted = self._fitted
+        if (
+            fitted is not None
+            and fitted.features_col == col
+            and (fitted.n_invalid == 0 or handle != "error")
+            and dataset.sameSemantics(fitted.source)
+        ):
+            labelled = fitted.rows
+            if fitted.n_invalid and handle == "keep":
+                labelled = labelled.unionByName(
+                    _as_noise(dataset, invalid_expr(as_array(dataset, col)))
+                )
+            return labelled.select(*[F.col(c) for c in dataset.columns], *result)
 
+        df, bad = transform_rows(dataset, col, d, handle)
+        cores = self._core_table()
+        if cores is None or self._regions is None or not self._cluster_sizes:
+            return df.withColumn(pred, F.lit(-1)).withColumn(core_col, F.lit(False))
         xcols = coordinate_names(d)
+        arr = as_array(dataset, col)
         backend = resolve_backend("dbscan", self.getBackend(), dataset.sparkSession)
-        with_x = df.select(
-            "*",
-            *[F.when(~bad, arr[i]).alias(c) for i, c in enumerate(xcols)],
-        )
-        labels = label_distributed(
-            with_x.where(~bad), xcols, self._cores, self._regions, self.getEps(), backend
-        )
-        labels = labels.withColumnsRenamed({"cluster": "__cluster", "is_core": "__is_core"})
-        joined = with_x.join(labels, on=xcols, how="left")
-        return joined.select(
-            *[F.col(c) for c in dataset.columns],
-            F.coalesce(F.col("__cluster"), F.lit(-1)).cast("int").alias(pred),
-            F.coalesce(F.col("__is_core"), F.lit(False)).alias(core_col),
-        )
+        valid = df.where(~bad).select("*", *[arr[i].alias(c) for i, c in enumerate(xcols)])
+        labelled = label_distributed(valid, xcols, cores, self._regions, self.getEps(), backend)
+        if handle == "keep":
+            labelled = labelled.unionByName(_as_noise(df, bad))
+        return labelled.select(*[F.col(c) for c in dataset.columns], *result)
 
     def copy(self, extra: dict | None = None) -> DBSCANModel:
         that = super().copy(extra)
         that._dimension = self._dimension
-        that._cores = self._cores
+        that._loaded_cores = self._loaded_cores
+        that._fitted = self._fitted
         that._regions = self._regions
         that._cluster_sizes = list(self._cluster_sizes)
         return that
@@ -420,8 +467,9 @@ class _DBSCANModelWriter(MLWriter):
             self.sparkSession.sparkContext,
             extraMetadata={"dimension": m._dimension, "clusterSizes": m._cluster_sizes},
         )
-        if m._cores is not None and m._regions is not None:
-            m._cores.write.parquet(f"{path}/data/cores")
+        cores = m._core_table()
+        if cores is not None and m._regions is not None:
+            cores.write.parquet(f"{path}/data/cores")
             self.sparkSession.createDataFrame(
                 m._regions.to_rows(), "region int, lo array<double>, hi array<double>"
             ).coalesce(1).write.parquet(f"{path}/data/regions")
@@ -440,10 +488,19 @@ class _DBSCANModelReader(MLReader):
         model._dimension = int(metadata["dimension"])
         model._cluster_sizes = [int(s) for s in metadata["clusterSizes"]]
         if model._cluster_sizes:
-            model._cores = self.sparkSession.read.parquet(f"{path}/data/cores")
+            model._loaded_cores = self.sparkSession.read.parquet(f"{path}/data/cores")
             rows = [
                 (r["region"], list(r["lo"]), list(r["hi"]))
                 for r in self.sparkSession.read.parquet(f"{path}/data/regions").collect()
             ]
             model._regions = Regions.from_rows(rows, model._dimension)
         return model
+
+
+def _as_noise(df: DataFrame, rows: Any) -> DataFrame:
+    """The rows of ``df`` where ``rows`` is true, labelled noise and not core."""
+    from ..backends.dbscan_spark import CLUSTER, IS_CORE
+
+    return df.where(rows).select(
+        "*", F.lit(-1).cast("int").alias(CLUSTER), F.lit(False).alias(IS_CORE)
+    )

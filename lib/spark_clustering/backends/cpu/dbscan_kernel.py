@@ -407,6 +407,100 @@ def _nearest_core(
     return label, is_core
 
 
+@njit(cache=True, nogil=True)
+def _border_candidates(
+    q: np.ndarray,
+    q_cells: np.ndarray,
+    q_starts: np.ndarray,
+    q_ends: np.ndarray,
+    cs: np.ndarray,
+    c_comp: np.ndarray,
+    cells: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    eps2: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For sorted query points: the smallest component among the closest core points within
+    eps (-1 if none), and every (query, component) where closest core points of two or more
+    components tie, so that the tie can be broken later on the final cluster ids.
+
+    All core points of a cell share one component. Where every core cell around a query cell
+    holds the same component, the first core point within eps decides and no tie is possible.
+    """
+    nq = q.shape[0]
+    n_cells = cells.shape[0]
+    label = np.full(nq, -1, dtype=np.int64)
+    buf = np.empty(max(1, n_cells), dtype=np.int64)
+    far = np.empty(max(1, n_cells), dtype=np.bool_)
+    at_best = np.empty(max(1, n_cells), dtype=np.int64)
+    cap = 64
+    tie_q = np.empty(cap, dtype=np.int64)
+    tie_c = np.empty(cap, dtype=np.int64)
+    n_ties = 0
+    for qi in range(q_cells.shape[0]):
+        m = _neighbour_cells(cells, q_cells[qi], buf, far)
+        if m == 0:
+            continue
+        pure = True
+        for t in range(1, m):
+            if c_comp[starts[buf[t]]] != c_comp[starts[buf[0]]]:
+                pure = False
+                break
+        for p in range(q_starts[qi], q_ends[qi]):
+            if pure:
+                for t in range(m):
+                    k = buf[t]
+                    found = False
+                    for c in range(starts[k], ends[k]):
+                        if _dist2(q, p, cs, c) <= eps2:
+                            found = True
+                            break
+                    if found:
+                        label[p] = c_comp[starts[k]]
+                        break
+                continue
+            best = np.inf
+            n_best = 0
+            for t in range(m):
+                k = buf[t]
+                comp = c_comp[starts[k]]
+                for c in range(starts[k], ends[k]):
+                    d2 = _dist2(q, p, cs, c)
+                    if d2 > eps2 or d2 > best:
+                        continue
+                    if d2 < best:
+                        best = d2
+                        n_best = 0
+                    dup = False
+                    for s in range(n_best):
+                        if at_best[s] == comp:
+                            dup = True
+                            break
+                    if not dup:
+                        at_best[n_best] = comp
+                        n_best += 1
+            if n_best == 0:
+                continue
+            smallest = at_best[0]
+            for s in range(1, n_best):
+                smallest = min(smallest, at_best[s])
+            label[p] = smallest
+            if n_best > 1:
+                while n_ties + n_best > cap:
+                    cap *= 2
+                    g1 = np.empty(cap, dtype=np.int64)
+                    g2 = np.empty(cap, dtype=np.int64)
+                    g1[:n_ties] = tie_q[:n_ties]
+                    g2[:n_ties] = tie_c[:n_ties]
+                    tie_q = g1
+                    tie_c = g2
+                for s in range(n_best):
+                    tie_q[n_ties] = p
+                    tie_c[n_ties] = at_best[s]
+                    n_ties += 1
+    return label, tie_q[:n_ties], tie_c[:n_ties]
+
+
 # --------------------------------------------------------------------------- kernel API
 
 
@@ -439,12 +533,7 @@ class CPUKernel:
         if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return RegionResult(empty, empty, empty, empty)
-        grid = build_grid(x, cell_side(eps, x.shape[1]))
-        xs = np.ascontiguousarray(x[grid.order])
-        hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
-        core, parent = _fit_region(
-            xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
-        )
+        grid, xs, hs, core, parent = self._cluster(x, home, eps, min_points)
         e_halo, e_root = halo_edges(
             xs, hs, core, parent, grid.cells, grid.starts, grid.ends, eps * eps
         )
@@ -457,6 +546,31 @@ class CPUKernel:
             edge_halo_index=grid.order[e_halo],
             edge_component=edge_comp.astype(np.int64),
         )
+
+    def fit_cores(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit_region` without the halo adjacencies: the home core points and their
+        local components (what DBSCAN's one-pass fit uses)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        grid, _, _, core, parent = self._cluster(x, home, eps, min_points)
+        core_pos = np.flatnonzero(core)
+        _, comp = np.unique(parent[core_pos], return_inverse=True)
+        return grid.order[core_pos], comp.astype(np.int64).reshape(-1)
+
+    def _cluster(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[Grid, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        grid = build_grid(x, cell_side(eps, x.shape[1]))
+        xs = np.ascontiguousarray(x[grid.order])
+        hs = np.ascontiguousarray(np.asarray(home, dtype=np.bool_)[grid.order])
+        core, parent = _fit_region(
+            xs, hs, grid.cells, grid.starts, grid.ends, eps * eps, int(min_points)
+        )
+        return grid, xs, hs, core, parent
 
     def nearest_core(
         self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
@@ -484,3 +598,32 @@ class CPUKernel:
 
 
 CPU_KERNEL = CPUKernel()
+
+
+def border_candidates(
+    q: np.ndarray, cores: np.ndarray, components: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query point: the smallest component among its closest core points within eps
+    (-1 when none), and the ``(query, component)`` pairs of the queries whose closest core
+    points belong to two or more components (the final cluster ids decide those ties).
+
+    Backend-independent: it runs after any backend's region kernel, on the points of one
+    region, so the GPU backends share it.
+    """
+    q = np.ascontiguousarray(q, dtype=np.float64)
+    nq = q.shape[0]
+    empty = np.empty(0, dtype=np.int64)
+    if nq == 0 or cores.shape[0] == 0:
+        return np.full(nq, -1, dtype=np.int64), empty, empty
+    side = cell_side(eps, q.shape[1])
+    cg = build_grid(np.ascontiguousarray(cores, dtype=np.float64), side)
+    cs = np.ascontiguousarray(cores[cg.order], dtype=np.float64)
+    cc = np.ascontiguousarray(np.asarray(components)[cg.order], dtype=np.int64)
+    qg = build_grid(q, side, origin=cg.origin)
+    qs = np.ascontiguousarray(q[qg.order])
+    label_s, tie_q, tie_c = _border_candidates(
+        qs, qg.cells, qg.starts, qg.ends, cs, cc, cg.cells, cg.starts, cg.ends, eps * eps
+    )
+    label = np.empty(nq, dtype=np.int64)
+    label[qg.order] = label_s
+    return label, qg.order[tie_q], tie_c
