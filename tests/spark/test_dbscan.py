@@ -320,3 +320,24 @@ def test_every_column_survives_the_routing(spark):
     assert fitted.select("id", "cluster").orderBy("id").collect() == (
         routed.select("id", "cluster").orderBy("id").collect()
     )
+
+
+def test_unpersist_frees_the_fitted_rows(spark):
+    """A fit caches its labelled rows (the lookup of transform); unpersist frees them, and the
+    search helpers (autochoice's losers, sweep trials) call it through segment.release_fit."""
+    from spark_clustering.jobs.segment import release_fit
+
+    def cached() -> int:
+        return spark.sparkContext._jsc.getPersistentRDDs().size()
+
+    df = _frame(spark, parity_dataset(2), 3, seed=4)
+    before = cached()
+    model = DBSCAN(eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=300).fit(df)
+    assert cached() > before, "the fit caches its labelled rows"
+    model.unpersist()
+    assert cached() == before
+    model = DBSCAN(eps=EPS, minPoints=MIN_POINTS, maxPointsPerPartition=300).fit(df)
+    out = model.transform(df).persist()
+    out.count()
+    release_fit(model, out)
+    assert cached() == before

@@ -80,7 +80,7 @@ def test_choose_prefers_within_targets_then_the_criterion():
     released = []
     choice = choose("kmeans", {"k": "auto"}, 100, t, fit=_fake_fit(lambda p: sizes[p["k"]]),
                     sizes=lambda out: out, criterion=lambda m, out: score[m.k],
-                    release=released.append)  # fmt: skip
+                    release=lambda m, out: released.append(out))  # fmt: skip
     assert choice.params == {"k": 3} and choice.record["within_targets"]
     assert [c["within_targets"] for c in choice.record["candidates"]] == [True, True, False]
     # the losers were released, the chosen output was not
@@ -88,7 +88,7 @@ def test_choose_prefers_within_targets_then_the_criterion():
     # GMM: the lowest criterion (BIC) wins
     choice = choose("gmm", {"k": "auto"}, 100, t, fit=_fake_fit(lambda p: sizes[p["k"]]),
                     sizes=lambda out: out, criterion=lambda m, out: score[m.k],
-                    release=lambda out: None)  # fmt: skip
+                    release=lambda m, out: None)  # fmt: skip
     assert choice.params == {"k": 2}
 
 
@@ -110,7 +110,7 @@ def test_choose_takes_the_closest_when_nothing_is_within_and_stops_dbscan_early(
 
     choice = choose("dbscan", {"minPoints": 10, "eps": "auto"}, 100, t, fit=_fake_fit(sizes_of),
                     sizes=lambda out: out, criterion=lambda m, out: 0.5, knee=knees.__getitem__,
-                    release=lambda out: None)  # fmt: skip
+                    release=lambda m, out: None)  # fmt: skip
     assert fitted == [1.0, 1.5, 2.0, 3.0]
     assert choice.params["epsMultiple"] == 2.0 and not choice.record["within_targets"]
     assert math.isclose(choice.params["eps"], 0.2)

@@ -63,6 +63,7 @@ class DistributedFit:
     rows: DataFrame  # the fitted rows' columns + CLUSTER (int) + IS_CORE (bool), over the cache
     regions: Regions
     cluster_sizes: list[int]  # number of core points per cluster id
+    cached: DataFrame  # the persisted pass ``rows`` reads: unpersist it to free the cache
 
 
 def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
@@ -273,7 +274,7 @@ def fit_distributed(
             F.col(IS_CORE),
         )
     )
-    return DistributedFit(labelled, regions, merged.sizes)
+    return DistributedFit(labelled, regions, merged.sizes, result)
 
 
 def _label_schema(row_schema: StructType) -> StructType:

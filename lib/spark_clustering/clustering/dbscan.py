@@ -281,7 +281,9 @@ class DBSCAN(Estimator, _DBSCANParams, DefaultParamsReadable, DefaultParamsWrita
                 self.getSeed(),
             )
             model = DBSCANModel._from_fit(
-                d, fitted, _FittedRows(dataset, col, fitted.rows, checked.stats.n_invalid)
+                d,
+                fitted,
+                _FittedRows(dataset, col, fitted.rows, checked.stats.n_invalid, fitted.cached),
             )
         self._copyValues(model)
         model._backend_used = backend
@@ -298,6 +300,7 @@ class _FittedRows:
     features_col: str
     rows: DataFrame  # its valid rows' columns + CLUSTER + IS_CORE, cached
     n_invalid: int  # rows the fit left out (handleInvalid 'skip' or 'keep')
+    cached: DataFrame  # the persisted pass that ``rows`` reads
 
 
 class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
@@ -434,6 +437,15 @@ class DBSCANModel(Model, _DBSCANParams, MLReadable, MLWritable):
         if handle == "keep":
             labelled = labelled.unionByName(_as_noise(df, bad))
         return labelled.select(*[F.col(c) for c in dataset.columns], *result)
+
+    def unpersist(self) -> DBSCANModel:
+        """Free the labelled rows of the fit that this model keeps cached (see the class
+        docstring); the core points a saved model holds stay as they are. For a model you are
+        done with, such as a losing candidate of a search: each fit's cache holds a copy of its
+        rows, so a search that keeps them fills the executors' memory and disks."""
+        if self._fitted is not None:
+            self._fitted.cached.unpersist()
+        return self
 
     def copy(self, extra: dict | None = None) -> DBSCANModel:
         that = super().copy(extra)

@@ -209,7 +209,7 @@ def choose(
     sizes: Callable[[DataFrame], dict[int, int]],
     criterion: Callable[[Any, DataFrame], float],
     knee: Callable[[int], Any] | None = None,
-    release: Callable[[DataFrame], Any] = lambda df: df.unpersist(),
+    release: Callable[[Any, DataFrame], Any] = lambda model, df: df.unpersist(),
     details: Callable[[Any], Mapping[str, Any]] = lambda model: {},
 ) -> Choice:
     """Fit every candidate of :func:`grid` and keep the preferred one.
@@ -233,7 +233,7 @@ def choose(
     knee : callable, optional
         DBSCAN: ``knee(minPoints)`` -> the k-distance graph (``.eps`` its knee).
     release : callable
-        Frees an output that is not (or no longer) the best.
+        ``release(model, output)`` frees a candidate that is not (or no longer) the best.
     details : callable
         More figures of a fitted candidate for its record (``details(model)``).
 
@@ -272,12 +272,12 @@ def choose(
         )  # fmt: skip
         if best is None or _key(c, higher) < _key(best, higher):
             if best is not None:
-                release(best.fitted[1])
+                release(*best.fitted)
                 best.fitted = None
             c.fitted = (model, out)
             best = c
         else:
-            release(out)
+            release(model, out)
         if algorithm == "dbscan" and "epsMultiple" in p and count < 2:
             stopped.add(int(p["minPoints"]))  # larger multiples only merge further
     assert best is not None and best.fitted is not None

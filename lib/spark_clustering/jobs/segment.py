@@ -471,13 +471,16 @@ def choose_clustering(
         sample = int(config.clusterer_params.get("epsSampleSize", 5000))
         return suggest_eps(reduction.df, k=k, featuresCol=reduction.col, sampleSize=sample)
 
+    def release(fitted: Any, out: DataFrame) -> None:
+        release_fit(fitted[0], out)
+
     from spark_clustering.tracking.hooks import muted
 
     # the candidates' own fits and scores would each log to the trial: the record below says it
     with stages.stage(f"choose ({config.clusterer})") as info, muted():
         choice = autochoice.choose(config.clusterer, config.clusterer_params, n, config.targets,
                                    fit=fit, sizes=cluster_sizes, criterion=criterion,
-                                   knee=knee, details=details)  # fmt: skip
+                                   knee=knee, details=details, release=release)  # fmt: skip
         info["rows"] = len(choice.record["candidates"])
     autochoice.selection_png(choice.record, os.path.join(local, "choice.png"))
     for step, cand in enumerate(choice.record["candidates"]):
@@ -490,6 +493,16 @@ def choose_clustering(
     log.info("segment: chose %s of %d candidates (%s)", choice.record["params"],
              len(choice.record["candidates"]), choice.record["criterion"])  # fmt: skip
     return choice
+
+
+def release_fit(model: Any, clustered: DataFrame) -> None:
+    """Free what a fit that is no longer needed keeps cached: its persisted output and, for
+    DBSCAN, the labelled rows the model holds (:meth:`DBSCANModel.unpersist`)."""
+    from spark_clustering.clustering.dbscan import DBSCANModel
+
+    clustered.unpersist()
+    if isinstance(model, DBSCANModel):
+        model.unpersist()
 
 
 def cluster_sizes(clustered: DataFrame) -> dict[int, int]:

@@ -259,6 +259,8 @@ def stability_ari(
     from pyspark.sql import functions as F
     from sklearn.metrics import adjusted_rand_score
 
+    from spark_clustering.clustering.dbscan import DBSCANModel
+
     modulus = 1 << 30
     bound = math.ceil(modulus * min(1.0, sample / max(rows * fraction, 1.0)))
     in_probe = F.pmod(F.xxhash64(F.col(id_col)), F.lit(modulus)) < F.lit(bound)
@@ -272,6 +274,8 @@ def stability_ari(
             .orderBy(id_col).limit(sample)
         )  # fmt: skip
         labels.append({r[0]: int(r[1]) for r in picked.collect()})
+        if isinstance(model, DBSCANModel):
+            model.unpersist()  # its cached rows: one copy of the subsample per repeat
     scores = []
     for a, b in itertools.combinations(labels, 2):
         common = sorted(set(a) & set(b))
@@ -303,7 +307,7 @@ def run_trial(
             chosen = segment.resolve_eps(cfg, work.graph(spec, cfg, reduction))
             eps = chosen["value"]
             trial.log_parameters({"eps": eps, "eps_suggested": chosen["suggested"]})
-        _, clustered = segment.fit_clusterer(cfg, reduction, eps, work.stages)
+        model, clustered = segment.fit_clusterer(cfg, reduction, eps, work.stages)
         try:
             sizes = segment.cluster_sizes(clustered)
             metrics: dict[str, Any] = {
@@ -316,7 +320,7 @@ def run_trial(
                 metrics.update(scores)
                 metrics.pop("silhouette_by_cluster", None)  # a trial's figures are scalars
         finally:
-            clustered.unpersist()
+            segment.release_fit(model, clustered)
         if config.stability_repeats:
             metrics["stability_ari"] = stability_ari(
                 cfg,
