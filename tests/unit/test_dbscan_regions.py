@@ -136,3 +136,35 @@ def test_fit_cores_is_fit_region_without_the_halo_links(d):
     full = CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS)
     np.testing.assert_array_equal(core_index, full.core_index)
     np.testing.assert_array_equal(core_component, full.core_component)
+
+
+def test_a_region_gives_the_same_rows_in_any_order_of_its_input():
+    """The shuffle delivers a region's rows in no fixed order, and a cached partition lost with
+    its executor is computed again: the region function must give the same labels and side
+    rows whatever the order (the kernel numbers components canonically), or the merge's table
+    would map a recomputed partition's components to other clusters."""
+    import pyarrow as pa
+
+    from spark_clustering.backends.dbscan_spark import LABEL, _fit_regions
+    from spark_clustering.routing import HOME_REGION, ROW_KEY
+
+    class Sum:
+        def add(self, _):
+            pass
+
+    x = parity_dataset(2)
+    regions = build_regions(x[::7], 4, min_width=2 * EPS)
+    rows, region, _ = regions.memberships(x, 2 * EPS)
+    home_region = regions.home(x)
+    sel = region == 0
+    idx = rows[sel]
+    table = pa.table({ROW_KEY: (idx * 7919) % 1_000_003, HOME_REGION: home_region[idx],
+                      "__x0": x[idx, 0], "__x1": x[idx, 1], "id": idx})  # fmt: skip
+    fit = _fit_regions(EPS, MIN_POINTS, "cpu", ["__x0", "__x1"], ["id"], regions, Sum())
+
+    def result(t: pa.Table) -> list:
+        out = pa.Table.from_batches(list(fit(0, t))).to_pylist()
+        return sorted(out, key=lambda r: (r[LABEL] is None, repr(sorted(r.items()))))
+
+    permuted = table.take(pa.array(np.random.default_rng(1).permutation(table.num_rows)))
+    assert result(table) == result(permuted)
