@@ -100,3 +100,16 @@ def test_halo_contains_every_point_within_eps_of_a_region():
         near = np.flatnonzero(((x - x[i]) ** 2).sum(axis=1) <= 0.25)
         for j in near:
             assert (int(j), int(home[i])) in member
+
+
+def test_border_ties_past_the_first_buffer():
+    """400 tie pairs (every query exactly between two cores) grow the kernel's tie buffers from
+    64 entries several times; each query is tied to both cores and labelled with the smaller."""
+    from spark_clustering.backends.cpu.dbscan_kernel import border_candidates
+
+    queries = np.column_stack([np.ones(200), np.linspace(-0.3, 0.3, 200)])
+    cores = np.array([[0.0, 0.0], [2.0, 0.0]])
+    label, tie_q, tie_c = border_candidates(queries, cores, np.array([0, 1]), 1.5)
+    assert (label == 0).all()
+    pairs = sorted(zip(tie_q.tolist(), tie_c.tolist(), strict=True))
+    assert pairs == [(q, c) for q in range(200) for c in (0, 1)]

@@ -170,6 +170,16 @@ def _union(parent: np.ndarray, a: int, b: int) -> None:
 
 
 @njit(cache=True, nogil=True)
+def _grown(a: np.ndarray, b: np.ndarray, n: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two int64 buffers of ``cap`` entries holding the first ``n`` of ``a`` and ``b``."""
+    a2 = np.empty(cap, dtype=np.int64)
+    b2 = np.empty(cap, dtype=np.int64)
+    a2[:n] = a[:n]
+    b2[:n] = b[:n]
+    return a2, b2
+
+
+@njit(cache=True, nogil=True)
 def _any_within(
     x: np.ndarray, p: int, y: np.ndarray, lo: int, hi: int, mask: np.ndarray, eps2: float
 ) -> bool:
@@ -322,12 +332,7 @@ def halo_edges(
                 n_seen += 1
                 if n_edges == cap:
                     cap *= 2
-                    g1 = np.empty(cap, dtype=np.int64)
-                    g2 = np.empty(cap, dtype=np.int64)
-                    g1[:n_edges] = edge_halo[:n_edges]
-                    g2[:n_edges] = edge_root[:n_edges]
-                    edge_halo = g1
-                    edge_root = g2
+                    edge_halo, edge_root = _grown(edge_halo, edge_root, n_edges, cap)
                 edge_halo[n_edges] = h
                 edge_root[n_edges] = r
                 n_edges += 1
@@ -488,12 +493,7 @@ def _border_candidates(
             if n_best > 1:
                 while n_ties + n_best > cap:
                     cap *= 2
-                    g1 = np.empty(cap, dtype=np.int64)
-                    g2 = np.empty(cap, dtype=np.int64)
-                    g1[:n_ties] = tie_q[:n_ties]
-                    g2[:n_ties] = tie_c[:n_ties]
-                    tie_q = g1
-                    tie_c = g2
+                    tie_q, tie_c = _grown(tie_q, tie_c, n_ties, cap)
                 for s in range(n_best):
                     tie_q[n_ties] = p
                     tie_c[n_ties] = at_best[s]
