@@ -581,12 +581,7 @@ class CPUKernel:
         nq = q.shape[0]
         if nq == 0 or cores.shape[0] == 0:
             return np.full(nq, -1, dtype=np.int64), np.zeros(nq, dtype=bool)
-        side = cell_side(eps, q.shape[1])
-        cg = build_grid(np.ascontiguousarray(cores, dtype=np.float64), side)
-        cs = np.ascontiguousarray(cores[cg.order], dtype=np.float64)
-        cc = np.ascontiguousarray(np.asarray(clusters)[cg.order], dtype=np.int64)
-        qg = build_grid(q, side, origin=cg.origin)
-        qs = np.ascontiguousarray(q[qg.order])
+        qs, qg, cs, cc, cg = _query_grids(q, cores, clusters, eps)
         label_s, core_s = _nearest_core(
             qs, qg.cells, qg.starts, qg.ends, cs, cc, cg.cells, cg.starts, cg.ends, eps * eps
         )
@@ -598,6 +593,19 @@ class CPUKernel:
 
 
 CPU_KERNEL = CPUKernel()
+
+
+def _query_grids(
+    q: np.ndarray, cores: np.ndarray, ids: np.ndarray, eps: float
+) -> tuple[np.ndarray, Grid, np.ndarray, np.ndarray, Grid]:
+    """The eps grids of a labelling: the queries sorted by cell with their grid, and the core
+    points and their ids sorted by cell with theirs (the same origin, so cells line up)."""
+    side = cell_side(eps, q.shape[1])
+    cg = build_grid(np.ascontiguousarray(cores, dtype=np.float64), side)
+    cs = np.ascontiguousarray(cores[cg.order], dtype=np.float64)
+    cc = np.ascontiguousarray(np.asarray(ids)[cg.order], dtype=np.int64)
+    qg = build_grid(q, side, origin=cg.origin)
+    return np.ascontiguousarray(q[qg.order]), qg, cs, cc, cg
 
 
 def border_candidates(
@@ -615,12 +623,7 @@ def border_candidates(
     empty = np.empty(0, dtype=np.int64)
     if nq == 0 or cores.shape[0] == 0:
         return np.full(nq, -1, dtype=np.int64), empty, empty
-    side = cell_side(eps, q.shape[1])
-    cg = build_grid(np.ascontiguousarray(cores, dtype=np.float64), side)
-    cs = np.ascontiguousarray(cores[cg.order], dtype=np.float64)
-    cc = np.ascontiguousarray(np.asarray(components)[cg.order], dtype=np.int64)
-    qg = build_grid(q, side, origin=cg.origin)
-    qs = np.ascontiguousarray(q[qg.order])
+    qs, qg, cs, cc, cg = _query_grids(q, cores, components, eps)
     label_s, tie_q, tie_c = _border_candidates(
         qs, qg.cells, qg.starts, qg.ends, cs, cc, cg.cells, cg.starts, cg.ends, eps * eps
     )
