@@ -462,19 +462,6 @@ def load_previous(spark: Any, run: Any) -> Previous:
     return Previous(run.run_date, run.run_id, names, profiles, next_id)
 
 
-def feature_scale(source: DataFrame, names: Sequence[str]) -> dict[str, float]:
-    """Each original feature's standard deviation over all customers (one Spark pass)."""
-    from pyspark.sql import functions as F
-
-    if not names:
-        return {}
-    row = source.agg(
-        *[F.stddev_pop(F.col(f"`{n}`").cast("double")).alias(f"s{i}") for i, n in enumerate(names)]
-    ).first()
-    assert row is not None
-    return {n: float(row[f"s{i}"] or 0.0) for i, n in enumerate(names)}
-
-
 def transition_counts(previous: DataFrame, current: DataFrame, id_col: str) -> DataFrame:
     """Customers moving between the segments of two runs, computed in Spark.
 

@@ -189,7 +189,6 @@ def _segment_ids(
     assigned: DataFrame,
     id_col: str,
     summary: Mapping[str, Any],
-    profile_source: Callable[[], tuple[DataFrame, list[str]]],
 ) -> tuple[dict[str, Any], DataFrame | None]:
     """This run's ``segments.json`` record (:mod:`.identity`) and the previous run's
     assignments with their segment ids (None for the first run under the output root)."""
@@ -209,12 +208,8 @@ def _segment_ids(
     profiles = scale = None
     if by_profile and summary.get("profiles"):
         profiles = {int(p["cluster"]): p["mean"] for p in summary["profiles"]}
-        population = summary.get("population")
-        if population:  # measured by the profiles stage: no second pass
-            scale = {n: float(v["std"]) for n, v in population.items()}
-        else:
-            source, names = profile_source()
-            scale = identity.feature_scale(source, names)
+        # the profiles stage measured each feature's spread over all customers with them
+        scale = {n: float(v["std"]) for n, v in summary["population"].items()}
     record = identity.assign_ids(clusters, previous, settings, overlap=overlap,
                                  customers=customers, profiles=profiles,
                                  scale=scale, suggested=suggested)  # fmt: skip
@@ -736,9 +731,7 @@ def _segment_locked(
                     }
                     info["rows"] = len(summary["profiles"])
             with stages.stage("segment ids") as info:
-                record, before = _segment_ids(spark, config, assigned, id_col, summary,
-                                              lambda: _profile_source(inputs.features, id_col,
-                                                                      prepared))  # fmt: skip
+                record, before = _segment_ids(spark, config, assigned, id_col, summary)
                 assigned = identity.with_segment_ids(assigned, id_col, record)
                 summary["segments"] = record
                 # a profile carries the segment's lasting id and the name it goes by
