@@ -490,12 +490,13 @@ def choose_clustering(
     return choice
 
 
-def release_fit(model: Any, clustered: DataFrame) -> None:
-    """Free what a fit that is no longer needed keeps cached: its persisted output and, for
-    DBSCAN, the labelled rows the model holds (:meth:`DBSCANModel.unpersist`)."""
+def release_fit(model: Any, clustered: DataFrame | None = None) -> None:
+    """Free what a fit that is no longer needed keeps cached: its persisted output (when given)
+    and, for DBSCAN, the labelled rows the model holds (:meth:`DBSCANModel.unpersist`)."""
     from spark_clustering.clustering.dbscan import DBSCANModel
 
-    clustered.unpersist()
+    if clustered is not None:
+        clustered.unpersist()
     if isinstance(model, DBSCANModel):
         model.unpersist()
 

@@ -259,8 +259,6 @@ def stability_ari(
     from pyspark.sql import functions as F
     from sklearn.metrics import adjusted_rand_score
 
-    from spark_clustering.clustering.dbscan import DBSCANModel
-
     modulus = 1 << 30
     bound = math.ceil(modulus * min(1.0, sample / max(rows * fraction, 1.0)))
     in_probe = F.pmod(F.xxhash64(F.col(id_col)), F.lit(modulus)) < F.lit(bound)
@@ -274,8 +272,7 @@ def stability_ari(
             .orderBy(id_col).limit(sample)
         )  # fmt: skip
         labels.append({r[0]: int(r[1]) for r in picked.collect()})
-        if isinstance(model, DBSCANModel):
-            model.unpersist()  # its cached rows: one copy of the subsample per repeat
+        segment.release_fit(model)  # DBSCAN's cached rows: one copy of the subsample per repeat
     scores = []
     for a, b in itertools.combinations(labels, 2):
         common = sorted(set(a) & set(b))
