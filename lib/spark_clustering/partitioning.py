@@ -2,8 +2,9 @@
 :mod:`spark_clustering.routing` moves the rows).
 
 The regions come from a k-d split of a bounded random sample: each split cuts the widest
-dimension at the sample's median, so a dense area gets many small regions and a sparse one few
-large ones, and no task is left with most of the points when the data is skewed. The outermost
+dimension at the quantile that gives each side its share of the regions still to make (the
+median for an even count), so the regions hold equal shares of the sample, a dense area gets many
+small regions and a sparse one few large ones, and no task is left with most of the points when the data is skewed. The outermost
 regions extend to infinity, so every point has exactly one home region, whatever the sample saw.
 
 A point is *home* in the region whose half-open box ``[lo, hi)`` contains it and is *halo* in
@@ -126,21 +127,29 @@ def halo_margin(eps: float) -> float:
 def build_regions(sample: np.ndarray, n_regions: int, min_width: float) -> Regions:
     """Split space into at most ``n_regions`` boxes holding about equal shares of ``sample``.
 
-    A box is not cut along a dimension where its sample spread is below ``2 * min_width``
-    (cutting narrower than the halo only multiplies the replicated points).
+    A box meant to hold ``m`` regions is cut at the ``(m // 2) / m`` quantile of its widest
+    dimension, its two sides meant for ``m // 2`` and ``m - m // 2``: the leaves hold equal
+    shares for any count (halving at the median would leave some boxes twice the size of others
+    whenever ``n_regions`` is not a power of two). A box is not cut along a dimension where its
+    sample spread is below ``2 * min_width`` (cutting narrower than the halo only multiplies the
+    replicated points); the regions it was meant for go to the largest box still to be cut.
     """
     d = sample.shape[1]
-    boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-        (sample, np.full(d, -np.inf), np.full(d, np.inf))
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = [
+        (sample, np.full(d, -np.inf), np.full(d, np.inf), max(1, n_regions))
     ]
     done: list[tuple[np.ndarray, np.ndarray]] = []
-    while boxes and len(boxes) + len(done) < n_regions:
-        # split the box holding the most sample points next
-        boxes.sort(key=lambda b: b[0].shape[0])
-        pts, lo, hi = boxes.pop()
-        cut = _choose_cut(pts, min_width)
+    spare = 0
+    while pending:
+        # the box holding the most sample points next, so that spare regions go to it
+        pending.sort(key=lambda b: b[0].shape[0])
+        pts, lo, hi, m = pending.pop()
+        m += spare
+        spare = 0
+        cut = _choose_cut(pts, min_width, (m // 2) / m) if m > 1 else None
         if cut is None:
             done.append((lo, hi))
+            spare = m - 1
             continue
         dim, value = cut
         left_hi = hi.copy()
@@ -148,22 +157,21 @@ def build_regions(sample: np.ndarray, n_regions: int, min_width: float) -> Regio
         right_lo = lo.copy()
         right_lo[dim] = value
         mask = pts[:, dim] < value
-        boxes.append((pts[mask], lo, left_hi))
-        boxes.append((pts[~mask], right_lo, hi))
-    done += [(lo, hi) for _, lo, hi in boxes]
+        pending.append((pts[mask], lo, left_hi, m // 2))
+        pending.append((pts[~mask], right_lo, hi, m - m // 2))
     lo_arr = np.array([b[0] for b in done], dtype=np.float64).reshape(len(done), d)
     hi_arr = np.array([b[1] for b in done], dtype=np.float64).reshape(len(done), d)
     return Regions(lo_arr, hi_arr)
 
 
-def _choose_cut(pts: np.ndarray, min_width: float) -> tuple[int, float] | None:
+def _choose_cut(pts: np.ndarray, min_width: float, share: float) -> tuple[int, float] | None:
     if pts.shape[0] < 2:
         return None
     spread = pts.max(axis=0) - pts.min(axis=0)
     for dim in np.argsort(-spread):
         if spread[dim] < 2 * min_width:
             return None
-        value = float(np.median(pts[:, dim]))
+        value = float(np.quantile(pts[:, dim], share))
         left = int(np.count_nonzero(pts[:, dim] < value))
         if 0 < left < pts.shape[0]:
             return int(dim), value

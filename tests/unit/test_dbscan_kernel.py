@@ -113,3 +113,91 @@ def test_border_ties_past_the_first_buffer():
     assert (label == 0).all()
     pairs = sorted(zip(tie_q.tolist(), tie_c.tolist(), strict=True))
     assert pairs == [(q, c) for q in range(200) for c in (0, 1)]
+
+
+def _bound_holds(offset: np.ndarray, d: int) -> bool:
+    return int((np.maximum(np.abs(offset) - 1, 0) ** 2).sum()) <= d
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_neighbour_walk_finds_exactly_the_cells_within_the_bound(d, shuffled):
+    """The walk that reuses its prefix ranges from one cell to the next returns, for every
+    cell asked about (in sorted order, or in any order), exactly the existing cells whose
+    offset passes the bound, each with its far flag."""
+    from spark_clustering.backends.cpu.dbscan_kernel import _neighbours, _walk
+
+    rng = np.random.default_rng(d)
+    cells = np.unique(rng.integers(-4, 5, size=(600, d)), axis=0).astype(np.int64)
+    queries = np.unique(rng.integers(-6, 7, size=(300, d)), axis=0).astype(np.int64)
+    if shuffled:
+        queries = queries[rng.permutation(queries.shape[0])]
+    walk = _walk(cells)
+    out = np.empty(cells.shape[0], dtype=np.int64)
+    far = np.empty(cells.shape[0], dtype=np.bool_)
+    for c in queries:
+        m = _neighbours(cells, c, walk, out, far)
+        got = sorted(zip(out[:m].tolist(), far[:m].tolist(), strict=True))
+        want = sorted(
+            (k, bool((np.abs(cells[k] - c) > 1).any()))
+            for k in range(cells.shape[0])
+            if _bound_holds(cells[k] - c, d)
+        )
+        assert got == want, c
+
+
+def test_lexicographic_order_is_lexsort_also_past_62_bits():
+    from spark_clustering.backends.cpu.dbscan_kernel import lexicographic_order
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(-3, 4, size=(2000, 3))
+    assert np.array_equal(lexicographic_order(small), np.lexsort(small.T[::-1]))
+    wide = small.copy()
+    wide[:, 0] *= 2**40
+    wide[:, 1] *= 2**30  # the spans' product no longer fits in one key
+    assert np.array_equal(lexicographic_order(wide), np.lexsort(wide.T[::-1]))
+    assert lexicographic_order(np.empty((0, 3), dtype=np.int64)).size == 0
+
+
+def test_smallest_per_group_is_the_lexicographic_minimum():
+    from spark_clustering.backends.cpu.dbscan_kernel import smallest_per_group
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, size=(500, 3)).astype(np.float64)  # many equal coordinates
+    rows = rng.choice(500, size=300, replace=False)
+    group = rng.integers(0, 7, size=300)  # group 6 may be empty; 7 and 8 are
+    got = smallest_per_group(x, rows, group, 9)
+    for g in range(9):
+        members = rows[group == g]
+        if members.size == 0:
+            assert got[g] == -1
+            continue
+        order = np.lexsort(x[members].T[::-1])
+        assert np.array_equal(x[got[g]], x[members[order[0]]])
+        equal = members[(x[members] == x[members[order[0]]]).all(axis=1)]
+        assert got[g] == members[np.isin(members, equal)][0]  # the first among equals
+
+
+@pytest.mark.parametrize("n_regions", [3, 5, 12, 13])
+def test_regions_hold_equal_shares_for_any_count(n_regions):
+    """Not only for powers of two: halving at the median gave 12 regions 4 of twice the size."""
+    rng = np.random.default_rng(n_regions)
+    sample = np.concatenate([rng.normal(0, 1, (30000, 3)), rng.normal(8, 3, (10000, 3))])
+    regions = build_regions(sample, n_regions, min_width=0.01)
+    assert regions.n_regions == n_regions
+    counts = np.bincount(regions.home(sample), minlength=n_regions)
+    assert counts.max() <= 1.02 * sample.shape[0] / n_regions
+    assert counts.min() >= 0.98 * sample.shape[0] / n_regions
+
+
+def test_regions_that_a_narrow_box_cannot_use_go_to_the_others():
+    """Half the sample sits in a spot narrower than the halo: it stays one region, and the
+    regions meant for it split the other half."""
+    rng = np.random.default_rng(4)
+    spot = np.full((5000, 2), 7.0) + rng.normal(0, 1e-4, (5000, 2))
+    spread = rng.uniform(-100, 0, (5000, 2))
+    regions = build_regions(np.concatenate([spot, spread]), 8, min_width=0.5)
+    assert regions.n_regions == 8
+    counts = np.bincount(regions.home(spread), minlength=8)
+    assert (counts > 0).sum() == 7  # seven regions share the spread half, one holds the spot
+    assert counts[counts > 0].max() <= 1.2 * 5000 / 7

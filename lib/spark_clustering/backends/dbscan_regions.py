@@ -38,7 +38,12 @@ from typing import Any
 import numpy as np
 
 from ..partitioning import halo_margin
-from .cpu.dbscan_kernel import border_candidates, cell_side
+from .cpu.dbscan_kernel import (
+    border_candidates,
+    cell_side,
+    lexicographic_order,
+    smallest_per_group,
+)
 
 #: bits of a region's local ids in a global id: ``region << LOCAL_BITS | local``
 LOCAL_BITS = 32
@@ -100,11 +105,9 @@ def fit_label_region(
     used[b_label[(b_label >= 0) & (b_label < n_comp)]] = True
     used[tie_comp] = True
     smallest = np.full((n_comp, d), np.nan)
-    if home_cores.size:
-        hc = comp[home_cores]
-        order = np.lexsort([*x[home_cores].T[::-1], hc])
-        first = order[np.r_[True, hc[order][1:] != hc[order][:-1]]]
-        smallest[hc[first]] = x[home_cores[first]]
+    first = smallest_per_group(x, home_cores, comp[home_cores], n_comp)
+    has = first >= 0
+    smallest[has] = x[first[has]]
 
     halo_cores = np.flatnonzero(inner & ~home & core)
     halo_cores = halo_cores[used[comp[halo_cores]]]
@@ -113,6 +116,11 @@ def fit_label_region(
     # neighbour), so the test can only over-include
     near_face = np.any((x <= lo + margin) | (x >= hi - margin), axis=1)
     face_cores = np.flatnonzero(home & core & near_face)
+    # the rows that can share a group with a linking row: the halo, and the home rows less
+    # than a cell side further from a face than the face cores (a cell is narrower than that)
+    side = cell_side(eps, d) * (1.0 + 1e-6)
+    reach = margin + side
+    grouped = np.flatnonzero(~home | np.any((x <= lo + reach) | (x >= hi - reach), axis=1))
     link_key, link_comp = _group_links(
         x,
         home_region,
@@ -120,6 +128,7 @@ def fit_label_region(
         eps,
         np.concatenate([halo_cores, face_cores]),
         comp,
+        grouped,
     )
     comp_id = np.flatnonzero(used)
     return RegionLabels(
@@ -156,19 +165,22 @@ def _group_links(
     eps: float,
     linking: np.ndarray,
     comp: np.ndarray,
+    grouped: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (group key, component) of the ``linking`` core points: a group is one home
-    region's points in one global grid cell, named by its smallest row key."""
+    region's points in one global grid cell, named by its smallest row key. ``grouped`` are
+    the rows that may share a group with a linking row (all of them do when in doubt)."""
     empty = np.empty(0, dtype=np.int64)
     if linking.size == 0:
         return empty, empty
-    cells = np.floor(x / cell_side(eps, x.shape[1])).astype(np.int64)
-    order = np.lexsort([*cells.T[::-1], home_region])
-    columns = np.column_stack([home_region[order], cells[order]])
+    cells = np.floor(x[grouped] / cell_side(eps, x.shape[1])).astype(np.int64)
+    columns = np.column_stack([home_region[grouped], cells])
+    order = lexicographic_order(columns)
+    columns = columns[order]
     starts = np.r_[True, np.any(columns[1:] != columns[:-1], axis=1)]
-    of_row = np.empty(x.shape[0], dtype=np.int64)
-    of_row[order] = np.cumsum(starts) - 1
-    smallest_key = np.minimum.reduceat(key[order], np.flatnonzero(starts))
+    of_row = np.full(x.shape[0], -1, dtype=np.int64)
+    of_row[grouped[order]] = np.cumsum(starts) - 1
+    smallest_key = np.minimum.reduceat(key[grouped[order]], np.flatnonzero(starts))
     link_key, link_comp = smallest_key[of_row[linking]], comp[linking]
     by_pair = np.lexsort([link_comp, link_key])
     link_key, link_comp = link_key[by_pair], link_comp[by_pair]

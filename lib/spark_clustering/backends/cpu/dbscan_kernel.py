@@ -43,7 +43,7 @@ def build_grid(x: np.ndarray, side: float, origin: np.ndarray | None = None) -> 
         empty = np.empty(0, dtype=np.int64)
         return Grid(empty, np.empty((0, d), dtype=np.int64), empty, empty, origin, side)
     cells = np.floor((x - origin) / side).astype(np.int64)
-    order = np.lexsort(cells.T[::-1])
+    order = lexicographic_order(cells)
     sorted_cells = cells[order]
     if n > 1:
         change = np.any(sorted_cells[1:] != sorted_cells[:-1], axis=1)
@@ -52,6 +52,23 @@ def build_grid(x: np.ndarray, side: float, origin: np.ndarray | None = None) -> 
         starts = np.zeros(1, dtype=np.int64)
     ends = np.append(starts[1:], n).astype(np.int64)
     return Grid(order, np.ascontiguousarray(sorted_cells[starts]), starts, ends, origin, side)
+
+
+def lexicographic_order(cells: np.ndarray) -> np.ndarray:
+    """``np.lexsort`` of the rows of the int64 array ``cells`` (first column most significant,
+    ties in row order), through one stable sort of a single int64 key when the columns' ranges
+    fit in 62 bits."""
+    if cells.shape[0] == 0:
+        return np.empty(0, dtype=np.int64)
+    low = cells.min(axis=0)
+    span = cells.max(axis=0) - low + 1
+    if float(np.prod(span.astype(np.float64))) >= 2.0**62:
+        return np.lexsort(cells.T[::-1])
+    key = np.zeros(cells.shape[0], dtype=np.int64)
+    for j in range(cells.shape[1]):
+        key *= span[j]
+        key += cells[:, j] - low[j]
+    return np.argsort(key, kind="stable")
 
 
 # --------------------------------------------------------------------------- numba helpers
@@ -70,15 +87,24 @@ def _lower(cells: np.ndarray, lo: int, hi: int, j: int, value: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _neighbour_cells(cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far: np.ndarray) -> int:
-    """Indices of the cells that may hold a point within eps of a point of cell ``c``.
+def _prefix_ranges(
+    cells: np.ndarray,
+    c: np.ndarray,
+    out_lo: np.ndarray,
+    out_hi: np.ndarray,
+    out_s: np.ndarray,
+    out_far: np.ndarray,
+) -> int:
+    """The ranges of sorted cells whose first ``d - 1`` coordinates may hold a point within eps
+    of a point of cell ``c``: one range per admissible prefix offset, with the offset's share
+    ``s`` of the bound below and whether it already leaves ``c``'s touching cells.
 
     With cells of side ``eps / sqrt(d)``, a cell at integer offset ``o`` can hold such a point
     only when ``sum(max(|o_j| - 1, 0) ** 2) <= d``. The sorted cells are narrowed one dimension
-    at a time with that bound, so only existing cells are visited. ``out_far[i]`` is True when
-    the cell does not touch ``c`` (some ``|o_j| > 1``).
+    at a time with that bound, so only existing cells are visited.
     """
     n_cells, d = cells.shape
+    last = d - 1
     r_max = 1 + int(np.sqrt(d))
     size = (d + 1) * (2 * r_max + 1) + 1
     stack_lo = np.empty(size, dtype=np.int64)
@@ -100,28 +126,96 @@ def _neighbour_cells(cells: np.ndarray, c: np.ndarray, out: np.ndarray, out_far:
         j = stack_dim[top]
         s_acc = stack_s[top]
         far = stack_far[top]
-        if j == d:
-            for k in range(lo, hi):
-                out[count] = k
-                out_far[count] = far
-                count += 1
+        if j == last:
+            out_lo[count] = lo
+            out_hi[count] = hi
+            out_s[count] = s_acc
+            out_far[count] = far
+            count += 1
             continue
         r = 1 + int(np.sqrt(d - s_acc))
+        s = _lower(cells, lo, hi, j, c[j] - r)
         for delta in range(-r, r + 1):
+            e = _lower(cells, s, hi, j, c[j] + delta + 1)
             a = abs(delta) - 1
             s_new = s_acc + (a * a if a > 0 else 0)
-            if s_new > d:
-                continue
-            v = c[j] + delta
-            s = _lower(cells, lo, hi, j, v)
-            e = _lower(cells, s, hi, j, v + 1)
-            if s < e:
+            if s < e and s_new <= d:
                 stack_lo[top] = s
                 stack_hi[top] = e
                 stack_dim[top] = j + 1
                 stack_s[top] = s_new
                 stack_far[top] = far or abs(delta) > 1
                 top += 1
+            s = e
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _walk(cells: np.ndarray):
+    """The state of :func:`_neighbours` for one sorted cell array: the prefix ranges of the
+    last cell asked about, a position in each, and that cell."""
+    n_cells, d = cells.shape
+    width = 2 * (1 + int(np.sqrt(d))) + 1
+    cap = 1
+    for _ in range(d - 1):
+        cap *= width
+        if cap >= n_cells:
+            break
+    cap = max(1, min(cap, n_cells))
+    ranges = np.empty((4, cap), dtype=np.int64)  # lo, hi, s, far
+    position = np.empty(cap, dtype=np.int64)
+    last_cell = np.empty(d, dtype=np.int64)
+    n_ranges = np.full(1, -1, dtype=np.int64)
+    return ranges, position, last_cell, n_ranges
+
+
+@njit(cache=True, nogil=True)
+def _neighbours(
+    cells: np.ndarray, c: np.ndarray, walk, out: np.ndarray, out_far: np.ndarray
+) -> int:
+    """Indices of the cells that may hold a point within eps of a point of cell ``c`` (see
+    :func:`_prefix_ranges` for the bound); ``out_far[i]`` is True when the cell does not touch
+    ``c`` (some ``|o_j| > 1``).
+
+    Asked about cells in sorted order (every caller walks its cells so), consecutive cells
+    share their first ``d - 1`` coordinates: the prefix ranges are then reused, and in each the
+    last coordinate is found from where the previous cell left it, so most calls cost a short
+    binary search per range instead of a descent through every dimension.
+    """
+    ranges, position, last_cell, n_ranges = walk
+    d = cells.shape[1]
+    last = d - 1
+    m = n_ranges[0]
+    same = m >= 0 and c[last] >= last_cell[last]
+    if same:
+        for j in range(last):
+            if c[j] != last_cell[j]:
+                same = False
+                break
+    if not same:
+        m = _prefix_ranges(cells, c, ranges[0], ranges[1], ranges[2], ranges[3])
+        for t in range(m):
+            position[t] = ranges[0, t]
+        n_ranges[0] = m
+    for j in range(d):
+        last_cell[j] = c[j]
+    count = 0
+    for t in range(m):
+        s_acc = ranges[2, t]
+        r = 1 + int(np.sqrt(d - s_acc))
+        hi = ranges[1, t]
+        k = _lower(cells, position[t], hi, last, c[last] - r)
+        position[t] = k
+        while k < hi:
+            delta = cells[k, last] - c[last]
+            if delta > r:
+                break
+            a = abs(delta) - 1
+            if s_acc + (a * a if a > 0 else 0) <= d:
+                out[count] = k
+                out_far[count] = ranges[3, t] != 0 or abs(delta) > 1
+                count += 1
+            k += 1
     return count
 
 
@@ -210,6 +304,7 @@ def _fit_region(
     core = np.zeros(n, dtype=np.bool_)
     buf = np.empty(n_cells, dtype=np.int64)
     far = np.empty(n_cells, dtype=np.bool_)
+    walk = _walk(cells)
     # 1. core flags, own cell first, stopping as soon as min_pts neighbours are seen
     for ci in range(n_cells):
         size = ends[ci] - starts[ci]
@@ -222,7 +317,7 @@ def _fit_region(
             has_home = has_home or home[p]
         if not has_home:
             continue
-        m = _neighbour_cells(cells, cells[ci], buf, far)
+        m = _neighbours(cells, cells[ci], walk, buf, far)
         for p in range(starts[ci], ends[ci]):
             if not home[p]:
                 continue
@@ -255,7 +350,7 @@ def _fit_region(
         for ci in range(n_cells):
             if rep[ci] < 0:
                 continue
-            m = _neighbour_cells(cells, cells[ci], buf, far)
+            m = _neighbours(cells, cells[ci], walk, buf, far)
             for t in range(m):
                 k = buf[t]
                 if k <= ci or rep[k] < 0 or far[t] != pass_far:
@@ -300,6 +395,7 @@ def halo_edges(
                 break
     buf = np.empty(n_cells, dtype=np.int64)
     far = np.empty(n_cells, dtype=np.bool_)
+    walk = _walk(cells)
     cap = 1024
     edge_halo = np.empty(cap, dtype=np.int64)
     edge_root = np.empty(cap, dtype=np.int64)
@@ -311,7 +407,7 @@ def halo_edges(
             has_halo = has_halo or not home[p]
         if not has_halo:
             continue
-        m = _neighbour_cells(cells, cells[ci], buf, far)
+        m = _neighbours(cells, cells[ci], walk, buf, far)
         for h in range(starts[ci], ends[ci]):
             if home[h]:
                 continue
@@ -365,6 +461,7 @@ def _nearest_core(
     is_core = np.zeros(nq, dtype=np.bool_)
     buf = np.empty(max(1, n_cells), dtype=np.int64)
     far = np.empty(max(1, n_cells), dtype=np.bool_)
+    walk = _walk(cells)
     for qi in range(q_cells.shape[0]):
         # most training rows are core points: settle those from their own cell alone and
         # enumerate the neighbour cells only when some query point of the cell is left
@@ -380,7 +477,7 @@ def _nearest_core(
             left = left or not is_core[p]
         if not left:
             continue
-        m = _neighbour_cells(cells, q_cells[qi], buf, far)
+        m = _neighbours(cells, q_cells[qi], walk, buf, far)
         first = -1
         pure = True
         for t in range(m):
@@ -437,13 +534,14 @@ def _border_candidates(
     label = np.full(nq, -1, dtype=np.int64)
     buf = np.empty(max(1, n_cells), dtype=np.int64)
     far = np.empty(max(1, n_cells), dtype=np.bool_)
+    walk = _walk(cells)
     at_best = np.empty(max(1, n_cells), dtype=np.int64)
     cap = 64
     tie_q = np.empty(cap, dtype=np.int64)
     tie_c = np.empty(cap, dtype=np.int64)
     n_ties = 0
     for qi in range(q_cells.shape[0]):
-        m = _neighbour_cells(cells, q_cells[qi], buf, far)
+        m = _neighbours(cells, q_cells[qi], walk, buf, far)
         if m == 0:
             continue
         pure = True
@@ -499,6 +597,38 @@ def _border_candidates(
                     tie_c[n_ties] = at_best[s]
                     n_ties += 1
     return label, tie_q[:n_ties], tie_c[:n_ties]
+
+
+def smallest_per_group(
+    x: np.ndarray, rows: np.ndarray, group: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """For each group id below ``n_groups``: which of ``rows`` (whose groups are ``group``)
+    has the lexicographically smallest coordinates in ``x``, the first on equal ones; -1 for
+    a group without rows. One pass, where a lexsort of the coordinates costs ten."""
+    return _smallest_per_group(
+        np.ascontiguousarray(x, dtype=np.float64),
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(group, dtype=np.int64),
+        int(n_groups),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _smallest_per_group(x: np.ndarray, rows: np.ndarray, group: np.ndarray, n_groups: int):
+    best = np.full(n_groups, -1, dtype=np.int64)
+    for t in range(rows.size):
+        i = rows[t]
+        g = group[t]
+        b = best[g]
+        if b < 0:
+            best[g] = i
+            continue
+        for j in range(x.shape[1]):
+            if x[i, j] != x[b, j]:
+                if x[i, j] < x[b, j]:
+                    best[g] = i
+                break
+    return best
 
 
 # --------------------------------------------------------------------------- kernel API
