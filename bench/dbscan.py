@@ -12,7 +12,10 @@ scikit-learn is not run).
     BENCH_DRIVER_MEMORY=12g python bench/dbscan.py --sizes 20000000 --sklearn-max 0 --eps 0.1869
 
 Our time is fit + labelling every row (``transform``) + writing the labels to Parquet, from
-a Parquet input, excluding the JVM start; the others' is ``fit`` on an in-memory array.
+a Parquet input, excluding the JVM start; the others' is ``fit`` on an in-memory array. As in
+issue 18's measurement, ours and the floor are timed after a warm-up: the same code first runs
+untimed on the first 20,000 rows in the same session (Python workers started, the JVM's code
+compiled), as in any job that fits more than once. ``BENCH_WARM_UP=0`` times a cold first run.
 With ``--floor`` the "floor" contender also runs: one routed pass of the same rows through Spark
 and a Python function that computes nothing (see ``run_floor``), the least a Spark DBSCAN with
 per-region Python kernels pays, so the results can say how much of our time is Spark itself.
@@ -33,6 +36,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 MIN_POINTS = 10
+#: rows of a first, untimed run of the same code in the same session (0: time a cold first run)
+WARM_UP = int(os.environ.get("BENCH_WARM_UP", "20000"))
 
 
 def _dataset(n: int, seed: int) -> Path:
@@ -104,10 +109,20 @@ def run_ours(npy: Path, eps: float, out: Path) -> dict:
     log.setLevel(logging.INFO)
     log.addHandler(Keep())
     spark, df = _spark_and_points("bench-dbscan", npy)
+
+    def once(data, where: Path):
+        model = DBSCAN(eps=eps, minPoints=MIN_POINTS).fit(data)
+        fitted = time.monotonic()
+        labels = model.transform(data).select("id", "cluster", "is_core")
+        labels.write.mode("overwrite").parquet(str(where))
+        return model, fitted
+
+    if WARM_UP:
+        once(df.limit(WARM_UP), out.with_name(out.name + ".warm-up"))[0].unpersist()
+        stages.clear()
     start = time.monotonic()
-    model = DBSCAN(eps=eps, minPoints=MIN_POINTS).fit(df)
-    fit_s = time.monotonic() - start
-    model.transform(df).select("id", "cluster", "is_core").write.mode("overwrite").parquet(str(out))
+    model, fitted = once(df, out)
+    fit_s = fitted - start
     total = time.monotonic() - start
     spark.stop()
     return {
@@ -139,16 +154,8 @@ def run_floor(npy: Path, eps: float, out: Path) -> dict:
     )
 
     spark, df = _spark_and_points("bench-dbscan-floor", npy)
-    start = time.monotonic()
     xcols = ["x0", "x1", "x2"]
-    points = df.select(
-        F.monotonically_increasing_id().alias(ROW_KEY),
-        *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)],
-        "id",
-    )
-    n = df.count()
-    sample = np.load(npy, mmap_mode="r")[:: max(1, n // 50_000)]
-    regions = build_regions(np.asarray(sample), max(4, -(-n // 250_000)), min_width=2 * eps)
+    sample = np.asarray(np.load(npy, mmap_mode="r")[:: max(1, df.count() // 50_000)])
 
     def label(region: int, table: pa.Table):
         home = table.filter(table.column(HOME))  # the copies the fit labels
@@ -157,12 +164,23 @@ def run_floor(npy: Path, eps: float, out: Path) -> dict:
             names=["id", "cluster"],
         )
 
-    routed = route(points, regions, xcols, 2 * eps, carried=[ROW_KEY], home_only=["id"])
-    (
-        map_regions(partition_by_region(routed, regions.n_regions), label, "id long, cluster int")
-        .write.mode("overwrite")
-        .parquet(str(out))
-    )
+    def once(data, where: Path) -> None:
+        points = data.select(
+            F.monotonically_increasing_id().alias(ROW_KEY),
+            *[F.col("features")[i].alias(c) for i, c in enumerate(xcols)],
+            "id",
+        )
+        n = data.count()
+        regions = build_regions(sample, max(4, -(-n // 250_000)), min_width=2 * eps)
+        routed = route(points, regions, xcols, 2 * eps, carried=[ROW_KEY], home_only=["id"])
+        parts = partition_by_region(routed, regions.n_regions)
+        labels = map_regions(parts, label, "id long, cluster int")
+        labels.write.mode("overwrite").parquet(str(where))
+
+    if WARM_UP:
+        once(df.limit(WARM_UP), out.with_name(out.name + ".warm-up"))
+    start = time.monotonic()
+    once(df, out)
     seconds = time.monotonic() - start
     spark.stop()
     return {"seconds": seconds, "clusters": 0}

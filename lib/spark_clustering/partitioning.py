@@ -3,9 +3,10 @@
 
 The regions come from a k-d split of a bounded random sample: each split cuts the widest
 dimension at the quantile that gives each side its share of the regions still to make (the
-median for an even count), so the regions hold equal shares of the sample, a dense area gets many
-small regions and a sparse one few large ones, and no task is left with most of the points when the data is skewed. The outermost
-regions extend to infinity, so every point has exactly one home region, whatever the sample saw.
+median for an even count), so the regions hold equal shares of the sample, a dense area gets
+many small regions and a sparse one few large ones, and no task is left with most of the points
+when the data is skewed. The outermost regions extend to infinity, so every point has exactly
+one home region, whatever the sample saw.
 
 A point is *home* in the region whose half-open box ``[lo, hi)`` contains it and is *halo* in
 every other region whose box, grown by ``eps`` on each side, contains it: any point within eps of

@@ -171,3 +171,21 @@ def test_segment_ids_and_transitions(spark) -> None:
         results[parts] = (repr(record), repr(moved))
     _same_everywhere(results)
     assert "'method': 'overlap'" in results[1][0]
+
+
+@pytest.mark.parametrize("n_rows", ["known", "unknown", "overstated"])
+def test_smallest_draws_are_the_sorted_querys_rows(spark, n_rows) -> None:
+    """The threshold pass gives the rows ``orderBy(key, cols).limit(n)`` gives, ties (equal
+    rows, equal draws) included; with no row count, or one so overstated that too few rows
+    pass the threshold, the sorted query answers."""
+    from spark_clustering import sampling
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(6000, 2)), 1)  # many equal rows, so equal draws
+    df = spark.createDataFrame([(float(a), float(b)) for a, b in x], "a double, b double")
+    df = df.repartition(5)
+    key = sampling.uniform(7, "test", *map(sampling.single, ["a", "b"]))
+    want = df.orderBy(key, "a", "b").limit(500).toPandas()
+    count = {"known": 6000, "unknown": None, "overstated": 6_000_000}[n_rows]
+    got = sampling.smallest(df, key, 500, ["a", "b"], count)
+    assert got.to_numpy().tolist() == want.to_numpy().tolist()

@@ -66,12 +66,6 @@ class DistributedFit:
     cached: DataFrame  # the persisted pass ``rows`` reads: unpersist it to free the cache
 
 
-def _collect_coordinates(df: DataFrame, xcols: list[str]) -> np.ndarray:
-    """A bounded DataFrame's coordinates as an (n, d) array on the driver."""
-    pdf = cast("pd.DataFrame", df.select(*xcols).toPandas())
-    return pdf.to_numpy(dtype=np.float64).reshape(-1, len(xcols))
-
-
 def _coordinates(table: pa.Table, xcols: list[str]) -> np.ndarray:
     """An Arrow table's coordinate columns as a C-contiguous (n, d) float64 array."""
     x = np.empty((table.num_rows, len(xcols)), dtype=np.float64)
@@ -209,7 +203,8 @@ def fit_distributed(
     # The rows with the smallest keys hashed from the seed and their coordinates (a per-partition
     # top-k): the same sample, so the same regions, on any partitioning or cluster.
     key = sampling.uniform(seed, "dbscan-regions", *map(sampling.single, xcols))
-    sample = _collect_coordinates(rows.orderBy(key, *xcols).limit(partition_sample_size), xcols)
+    drawn = sampling.smallest(rows, key, partition_sample_size, xcols, n_rows)
+    sample = drawn.to_numpy(dtype=np.float64).reshape(-1, d)
     # a cut narrower than the 2 eps halo only multiplies the copies
     regions = build_regions(sample, n_regions, min_width=2 * eps)
     t_regions = time.monotonic() - t0
