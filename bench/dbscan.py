@@ -3,8 +3,10 @@
 Same data for all three (bench/datasets.py: 3-D blobs of 27x density range plus 5% uniform
 noise), minPoints=10, eps from the knee of the k-distance curve (exact 10-NN distances of
 10,000 sampled points against all points, Kneedle). Each contender runs in its own process,
-so wall time and peak memory (summed resident memory of the process tree: the JVM and the Python
-workers for Spark, sampled every 0.1 s) are the whole cost. Parity: core points and the
+so wall time and peak memory (of the whole process tree: the JVM and the Python workers for
+Spark, sampled every 0.1 s, as resident memory summed over the processes and as proportional
+set size, which counts a page the forked Python workers share with their parent once) are the
+whole cost. Parity: core points and the
 partition of core points must equal scikit-learn's (or the `dbscan` package's where
 scikit-learn is not run).
 
@@ -80,13 +82,15 @@ def knee_eps(x: np.ndarray, k: int = MIN_POINTS, queries: int = 10_000) -> float
 
 
 def _spark_and_points(app: str, npy: Path):
-    """A local[2] session (driver heap from BENCH_DRIVER_MEMORY, default 8g) and the points."""
+    """A local[2] session (driver heap from BENCH_DRIVER_MEMORY, default 2g: a JVM grows its
+    heap towards the maximum it may have, so a larger one measures the setting, not the job's
+    need; the 20M run needs 12g) and the points."""
     from spark_clustering.session import get_spark
 
     spark = get_spark(
         app,
         master="local[2]",
-        conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "8g")},
+        conf={"spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "2g")},
         gpu="off",
     )
     return spark, spark.read.parquet(str(_parquet(npy)))
@@ -117,10 +121,11 @@ def run_ours(npy: Path, eps: float, out: Path) -> dict:
         labels.write.mode("overwrite").parquet(str(where))
         return model, fitted
 
+    start = time.monotonic()
     if WARM_UP:
         once(df.limit(WARM_UP), out.with_name(out.name + ".warm-up"))[0].unpersist()
         stages.clear()
-    start = time.monotonic()
+        start = time.monotonic()
     model, fitted = once(df, out)
     fit_s = fitted - start
     total = time.monotonic() - start
@@ -221,21 +226,34 @@ RUNNERS = {
 }
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size of one process (bytes): a page shared by n processes counts 1/n,
+    so forked Python workers do not count their parent's pages again. 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _measure(which: str, npy: Path, eps: float, out: Path) -> dict:
-    """Run one contender in a child process; sample the tree's memory."""
+    """Run one contender in a child process; sample the tree's memory (resident set summed
+    over the processes, and proportional set size summed) every 0.1 s."""
     import psutil
 
     cmd = [sys.executable, __file__, "--child", which, str(npy), repr(eps), str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_pss = 0
     wall_start = time.monotonic()
     while proc.poll() is None:
         try:
-            rss = parent.memory_info().rss + sum(
-                c.memory_info().rss for c in parent.children(recursive=True)
-            )
-            peak = max(peak, rss)
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            peak_pss = max(peak_pss, sum(_pss(p.pid) for p in tree))
         except psutil.Error:
             pass
         time.sleep(0.1)
@@ -244,6 +262,7 @@ def _measure(which: str, npy: Path, eps: float, out: Path) -> dict:
         return {"error": f"exit {proc.returncode}", "peak_gib": peak / 2**30}
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_gib"] = peak / 2**30
+    result["peak_pss_gib"] = peak_pss / 2**30
     result["process_seconds"] = time.monotonic() - wall_start
     return result
 
@@ -312,6 +331,9 @@ def main() -> None:
                 )
                 row[f"memory_ratio_vs_{other}"] = (
                     results["ours"]["peak_gib"] / results[other]["peak_gib"]
+                )
+                row[f"pss_ratio_vs_{other}"] = (
+                    results["ours"]["peak_pss_gib"] / results[other]["peak_pss_gib"]
                 )
         print(f"  ratios: { {k: round(v, 3) for k, v in row.items() if 'ratio' in k} }")
         print(f"  parity with {ref}: {parity}")
