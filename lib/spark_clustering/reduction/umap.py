@@ -312,12 +312,9 @@ class UMAP(Estimator, _UMAPParams, DefaultParamsReadable, DefaultParamsWritable)
         # Rows ordered (and drawn) by a key hashed from the seed and their content, never by
         # rand() or partition order: umap-learn's embedding depends on the rows and their order,
         # which must be the same on any partitioning or cluster.
-        flat = flat.orderBy(
-            sampling.uniform(self.getSeed(), "umap-fit", *map(sampling.single, coords)), *coords
-        )
-        if n > self.getSampleSize():
-            flat = flat.limit(self.getSampleSize())
-        sample = cast("pd.DataFrame", flat.toPandas()).to_numpy(dtype=np.float64)
+        key = sampling.uniform(self.getSeed(), "umap-fit", *map(sampling.single, coords))
+        drawn = sampling.smallest(flat, key, self.getSampleSize(), coords, n)
+        sample = drawn.to_numpy(dtype=np.float64)
         params = {p.name: v for p, v in self.extractParamMap().items()}
         result = kernel.fit(sample, params)
         model = UMAPModel._create(sample, result.embedding, result.a, result.b, backend)
