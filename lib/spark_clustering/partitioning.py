@@ -69,6 +69,13 @@ class Regions:
             return empty, empty.astype(np.int32), empty.astype(bool)
         return np.concatenate(rows), np.concatenate(regions), np.concatenate(homes)
 
+    def meeting(self, margin: float) -> list[list[int]]:
+        """For each region, the regions (itself first) whose box grown by ``margin`` meets its
+        box: the only regions whose halo can hold one of its points."""
+        lo, hi = self.lo, self.hi
+        meets = np.all((lo[None] - margin <= hi[:, None]) & (hi[None] + margin >= lo[:, None]), 2)
+        return [[i, *(int(r) for r in np.flatnonzero(meets[i]) if r != i)] for i in range(len(lo))]
+
     def tree(self) -> Cut | int:
         """The boxes as a k-d tree: a leaf is a region id; a :class:`Cut` sends ``x[dim] <
         value`` left. Recovered from the boxes alone (a k-d split always leaves a cut that

@@ -226,6 +226,42 @@ def test_sql_routing_matches_numpy_routing(spark):
         assert got_pdf.loc[~got_pdf[HOME], "name"].isna().all()
 
 
+def test_sql_routing_at_the_halo_edges_with_many_regions(spark):
+    """40 regions in 3-D (the routing offers a row near a face the regions that meet its home
+    box, then tests their grown boxes): the same (row, region, home) triples as numpy, also for
+    points exactly on a grown box's faces and a hair outside them."""
+    from spark_clustering.partitioning import build_regions, halo_margin
+    from spark_clustering.routing import HOME, REGION, route
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(0, 3, size=(3000, 3))
+    regions = build_regions(x, 40, min_width=0.4)
+    assert regions.n_regions == 40
+    margin = halo_margin(0.4)
+    edges = []
+    for r in range(0, 40, 3):
+        centre = np.where(np.isfinite(regions.lo[r] + regions.hi[r]),
+                          (regions.lo[r] + regions.hi[r]) / 2, 0.0)  # fmt: skip
+        for j in range(3):
+            for bound in (regions.lo[r, j] - margin, regions.hi[r, j] + margin):
+                if np.isfinite(bound):
+                    for value in (bound, np.nextafter(bound, np.inf), np.nextafter(bound, -np.inf)):
+                        p = centre.copy()
+                        p[j] = value
+                        edges.append(p)
+    x = np.concatenate([x, np.array(edges)])
+    df = spark.createDataFrame([(i, *map(float, p)) for i, p in enumerate(x)], "id long, a double, "
+                               "b double, c double")  # fmt: skip
+    got_pdf = route(df, regions, ["a", "b", "c"], 0.4, carried=["id"], home_only=[]).toPandas()
+    rows, region, is_home = regions.memberships(x, 0.4)
+    expected = set(zip(rows.tolist(), region.tolist(), is_home.tolist(), strict=True))
+    got = set(zip(got_pdf["id"].tolist(), got_pdf[REGION].tolist(), got_pdf[HOME].tolist(),
+                  strict=True))  # fmt: skip
+    assert len(got) == len(got_pdf)  # no row offered twice to one region
+    assert got == expected
+    assert len(expected) > 1.2 * x.shape[0]  # halos were exercised
+
+
 def test_region_i_is_partition_i(spark):
     from pyspark.sql import functions as F
 
