@@ -200,8 +200,9 @@ def fit_distributed(
     t0 = time.monotonic()
     parallelism = spark.sparkContext.defaultParallelism
     n_regions = max(2 * parallelism, math.ceil(n_rows / max_points_per_partition))
-    # The rows with the smallest keys hashed from the seed and their coordinates (a per-partition
-    # top-k): the same sample, so the same regions, on any partitioning or cluster.
+    # The rows with the smallest keys hashed from the seed and their coordinates (one filter
+    # pass below a threshold set from the row count): the same sample, so the same regions, on
+    # any partitioning or cluster.
     key = sampling.uniform(seed, "dbscan-regions", *map(sampling.single, xcols))
     drawn = sampling.smallest(rows, key, partition_sample_size, xcols, n_rows)
     sample = drawn.to_numpy(dtype=np.float64).reshape(-1, d)
