@@ -260,11 +260,12 @@ def merge_regions(
     _, root = connected_components(graph, directed=False)
     n_roots = int(root.max()) + 1
     size = np.bincount(root, weights=counts, minlength=n_roots).astype(np.int64)
-    # the smallest core point of each root: its components' smallest, NaN (none) sorting last
-    by_point = np.lexsort([*smallest.T[::-1], root])
-    first = by_point[np.r_[True, root[by_point][1:] != root[by_point][:-1]]]
-    root_smallest = np.empty((n_roots, smallest.shape[1]))
-    root_smallest[root[first]] = smallest[first]
+    # the smallest core point of each root: its components' smallest; a component without a
+    # home core point has NaN, and a root with only such components stays NaN (ranked last)
+    with_point = np.flatnonzero(~np.isnan(smallest).any(axis=1))
+    first = smallest_per_group(smallest, with_point, root[with_point], n_roots)
+    root_smallest = np.full((n_roots, smallest.shape[1]), np.nan)
+    root_smallest[first >= 0] = smallest[first[first >= 0]]
     ranked = np.lexsort([*root_smallest.T[::-1], -size])
     cluster_of_root = np.empty(n_roots, dtype=np.int32)
     cluster_of_root[ranked] = np.arange(n_roots, dtype=np.int32)
