@@ -146,17 +146,81 @@ def test_neighbour_walk_finds_exactly_the_cells_within_the_bound(d, shuffled):
         assert got == want, c
 
 
-def test_lexicographic_order_is_lexsort_also_past_62_bits():
-    from spark_clustering.backends.cpu.dbscan_kernel import lexicographic_order
+def lexicographic_order(rows: np.ndarray) -> np.ndarray:
+    """sort_rows' order, after checking its run starts against the sorted rows."""
+    from spark_clustering.backends.cpu.dbscan_kernel import sort_rows
 
+    order, first = sort_rows(rows)
+    ordered = rows[order]
+    runs = np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)][: len(rows)]
+    assert np.array_equal(first, runs)
+    return order
+
+
+def test_sort_rows_is_lexsort_also_past_62_bits():
     rng = np.random.default_rng(0)
     small = rng.integers(-3, 4, size=(2000, 3))
     assert np.array_equal(lexicographic_order(small), np.lexsort(small.T[::-1]))
+    middle = small.copy()
+    middle[:, 0] *= 2**25
+    middle[:, 1] *= 2**25  # one key, but key * rows + row overflows: the stable argsort
+    assert np.array_equal(lexicographic_order(middle), np.lexsort(middle.T[::-1]))
     wide = small.copy()
     wide[:, 0] *= 2**40
     wide[:, 1] *= 2**30  # the spans' product no longer fits in one key
     assert np.array_equal(lexicographic_order(wide), np.lexsort(wide.T[::-1]))
+    one = small[:, :1]
+    assert np.array_equal(lexicographic_order(one), np.lexsort(one.T[::-1]))
     assert lexicographic_order(np.empty((0, 3), dtype=np.int64)).size == 0
+
+
+@pytest.mark.parametrize("scale", [1, 2**25, 2**40])
+def test_build_grid_cells_and_ranges(scale):
+    """The grid's order, cells and ranges against a lexsort of the cells, on all three sort
+    paths (one key sorted with the rows, a stable argsort of the key, a lexsort)."""
+    from spark_clustering.backends.cpu.dbscan_kernel import build_grid
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(-4, 5, size=(3000, 3)).astype(np.float64) + 0.5
+    x[:, :2] *= scale
+    grid = build_grid(x, 1.0)
+    cells = np.floor(x - grid.origin).astype(np.int64)
+    want = np.lexsort(cells.T[::-1])
+    assert np.array_equal(grid.order, want)
+    distinct, counts = np.unique(cells, axis=0, return_counts=True)
+    assert np.array_equal(grid.cells, distinct)
+    assert np.array_equal(grid.ends - grid.starts, counts)
+    assert np.array_equal(grid.starts, np.r_[0, np.cumsum(counts)[:-1]])
+    single = build_grid(x[:1], 1.0)
+    assert single.starts.tolist() == [0] and single.ends.tolist() == [1]
+
+
+def test_dense_ranks_are_unique_inverse():
+    from spark_clustering.backends.cpu.dbscan_kernel import _dense_ranks
+
+    rng = np.random.default_rng(3)
+    values = rng.choice(rng.choice(1000, size=40, replace=False), size=700)
+    want = np.unique(values, return_inverse=True)[1].reshape(-1)
+    assert np.array_equal(_dense_ranks(values, 1000), want)
+    assert _dense_ranks(np.empty(0, dtype=np.int64), 5).size == 0
+
+
+def test_box_tests_are_numpys_comparisons():
+    """On, and one ulp either side of, every bound (and infinite bounds)."""
+    from spark_clustering.backends.cpu.dbscan_kernel import box_tests
+
+    rng = np.random.default_rng(4)
+    lo, hi = np.array([0.1, -np.inf, 0.3]), np.array([0.7, 0.5, np.inf])
+    a, b = np.array([0.2, 0.0, 0.4]), np.array([0.6, 0.4, 0.9])
+    edges = np.concatenate([lo, hi, a, b])
+    edges = edges[np.isfinite(edges)]
+    near = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    x = rng.choice(near, size=(4000, 3))
+    x[:1000] = rng.uniform(-1, 2, size=(1000, 3))
+    inside, near_ab, near_hi = box_tests(x, lo, hi, (a, b), (hi, lo))
+    assert np.array_equal(inside, np.all((x >= lo) & (x <= hi), axis=1))
+    assert np.array_equal(near_ab, np.any((x <= a) | (x >= b), axis=1))
+    assert np.array_equal(near_hi, np.any((x <= hi) | (x >= lo), axis=1))
 
 
 def test_smallest_per_group_is_the_lexicographic_minimum():

@@ -40,9 +40,10 @@ import numpy as np
 from ..partitioning import halo_margin
 from .cpu.dbscan_kernel import (
     border_candidates,
+    box_tests,
     cell_side,
-    lexicographic_order,
     smallest_per_group,
+    sort_rows,
 )
 
 #: bits of a region's local ids in a global id: ``region << LOCAL_BITS | local``
@@ -82,7 +83,16 @@ def fit_label_region(
     margin = halo_margin(eps)
     home_region = np.asarray(home_region, dtype=np.int64)
     home = home_region == region
-    inner = home | np.all((x >= lo - margin) & (x <= hi + margin), axis=1)
+    # a home point in another region's inner halo is within the margin of one of this box's
+    # faces, tested with the routing's own arithmetic (lo + margin is hi' + margin of the
+    # neighbour), so the test can only over-include; the rows that can share a group with a
+    # linking row are the halo and the home rows less than a cell side further from a face
+    # than that (a cell is narrower than the difference)
+    reach = margin + cell_side(eps, d) * (1.0 + 1e-6)
+    in_margin, near_face, near_reach = box_tests(
+        x, lo - margin, hi + margin, (lo + margin, hi - margin), (lo + reach, hi - reach)
+    )
+    inner = home | in_margin
     core_index, core_component = _cores(kernel, x, inner, eps, min_points)
     core = np.zeros(n, dtype=bool)
     core[core_index] = True
@@ -111,16 +121,8 @@ def fit_label_region(
 
     halo_cores = np.flatnonzero(inner & ~home & core)
     halo_cores = halo_cores[used[comp[halo_cores]]]
-    # a home point in another region's inner halo is within the margin of one of this box's
-    # faces, tested with the routing's own arithmetic (lo + margin is hi' + margin of the
-    # neighbour), so the test can only over-include
-    near_face = np.any((x <= lo + margin) | (x >= hi - margin), axis=1)
     face_cores = np.flatnonzero(home & core & near_face)
-    # the rows that can share a group with a linking row: the halo, and the home rows less
-    # than a cell side further from a face than the face cores (a cell is narrower than that)
-    side = cell_side(eps, d) * (1.0 + 1e-6)
-    reach = margin + side
-    grouped = np.flatnonzero(~home | np.any((x <= lo + reach) | (x >= hi - reach), axis=1))
+    grouped = np.flatnonzero(~home | near_reach)
     link_key, link_comp = _group_links(
         x,
         home_region,
@@ -174,10 +176,7 @@ def _group_links(
     if linking.size == 0:
         return empty, empty
     cells = np.floor(x[grouped] / cell_side(eps, x.shape[1])).astype(np.int64)
-    columns = np.column_stack([home_region[grouped], cells])
-    order = lexicographic_order(columns)
-    columns = columns[order]
-    starts = np.r_[True, np.any(columns[1:] != columns[:-1], axis=1)]
+    order, starts = sort_rows(np.column_stack([home_region[grouped], cells]))
     of_row = np.full(x.shape[0], -1, dtype=np.int64)
     of_row[grouped[order]] = np.cumsum(starts) - 1
     smallest_key = np.minimum.reduceat(key[grouped[order]], np.flatnonzero(starts))
