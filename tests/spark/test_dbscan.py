@@ -377,3 +377,38 @@ def test_unpersist_frees_the_fitted_rows(spark):
     out.count()
     release_fit(model, out)
     assert cached() == before
+
+
+_DRIVER_SCRIPT = """
+import sys
+import numpy as np
+from pyspark.ml.linalg import Vectors
+from spark_clustering import DBSCAN
+from spark_clustering.session import get_spark
+
+spark = get_spark("driver-numba", master="local[2]", gpu="off")
+rng = np.random.default_rng(0)
+x = np.concatenate([rng.normal(0, 0.3, (2000, 2)), rng.normal(3, 0.3, (2000, 2))])
+df = spark.createDataFrame([(Vectors.dense(v),) for v in x.tolist()], ["features"])
+model = DBSCAN(eps=0.2, minPoints=5, maxPointsPerPartition=1000).fit(df)
+new = spark.createDataFrame([(Vectors.dense([0.0, 0.1]),)], ["features"])
+print(model.numClusters, model.transform(df).count(), model.transform(new).first().cluster)
+spark.stop()
+print("numba loaded:", "numba" in sys.modules)
+"""
+
+
+def test_the_driver_never_loads_numba():
+    """The region kernels run on the executors; the driver's merge is numpy and scipy, so a
+    driver fits, transforms its rows and labels new ones without loading numba and LLVM
+    (~110 MiB of its memory)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DRIVER_SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "3 4000 0", lines  # two blobs and a few points that make a third
+    assert lines[-1] == "numba loaded: False"

@@ -223,14 +223,17 @@ def test_box_tests_are_numpys_comparisons():
     assert np.array_equal(near_hi, np.any((x <= hi) | (x >= lo), axis=1))
 
 
-def test_smallest_per_group_is_the_lexicographic_minimum():
-    from spark_clustering.backends.cpu.dbscan_kernel import smallest_per_group
+@pytest.mark.parametrize("numba_from", [0, 10**9], ids=["numba", "numpy"])
+def test_smallest_per_group_is_the_lexicographic_minimum(numba_from):
+    from spark_clustering.backends.dbscan_regions import smallest_per_group
 
     rng = np.random.default_rng(1)
     x = rng.integers(0, 3, size=(500, 3)).astype(np.float64)  # many equal coordinates
     rows = rng.choice(500, size=300, replace=False)
     group = rng.integers(0, 7, size=300)  # group 6 may be empty; 7 and 8 are
-    got = smallest_per_group(x, rows, group, 9)
+    got = smallest_per_group(x, rows, group, 9, numba_from=numba_from)
+    empty = smallest_per_group(x, rows[:0], group[:0], 3, numba_from=numba_from)
+    assert empty.tolist() == [-1, -1, -1]
     for g in range(9):
         members = rows[group == g]
         if members.size == 0:

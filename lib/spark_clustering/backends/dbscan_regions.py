@@ -28,6 +28,9 @@ row key among all its points. Its home region holds all of them; any other regio
 one of its points within eps of its box sees all of them (the cell is narrower than eps and the
 region receives everything within 2 eps), so both name the group alike, and one link per
 (group, component) replaces one per point.
+
+The numba helpers are imported where a region is fitted (on the executors): the driver's merge
+stays in numpy and scipy, so a driver never loads numba and LLVM (~110 MiB) for it.
 """
 
 from __future__ import annotations
@@ -38,13 +41,6 @@ from typing import Any
 import numpy as np
 
 from ..partitioning import halo_margin
-from .cpu.dbscan_kernel import (
-    border_candidates,
-    box_tests,
-    cell_side,
-    smallest_per_group,
-    sort_rows,
-)
 
 #: bits of a region's local ids in a global id: ``region << LOCAL_BITS | local``
 LOCAL_BITS = 32
@@ -79,6 +75,8 @@ def fit_label_region(
 ) -> RegionLabels:
     """Core flags, components, home labels and links of region ``region`` (box ``[lo, hi)``),
     given its rows' coordinates ``x``, home regions and row keys."""
+    from .cpu.dbscan_kernel import border_candidates, box_tests, cell_side
+
     n, d = x.shape
     margin = halo_margin(eps)
     home_region = np.asarray(home_region, dtype=np.int64)
@@ -172,6 +170,8 @@ def _group_links(
     """The distinct (group key, component) of the ``linking`` core points: a group is one home
     region's points in one global grid cell, named by its smallest row key. ``grouped`` are
     the rows that may share a group with a linking row (all of them do when in doubt)."""
+    from .cpu.dbscan_kernel import cell_side, sort_rows
+
     empty = np.empty(0, dtype=np.int64)
     if linking.size == 0:
         return empty, empty
@@ -212,6 +212,30 @@ def _tie_sets(
         np.array(queries, dtype=np.int64),
         np.array(set_of_query, dtype=np.int64),
     )
+
+
+def smallest_per_group(
+    x: np.ndarray, rows: np.ndarray, group: np.ndarray, n_groups: int, numba_from: int = 100_000
+) -> np.ndarray:
+    """For each group id below ``n_groups``: which of ``rows`` (whose groups are ``group``)
+    has the lexicographically smallest coordinates in ``x`` (finite), the first on equal ones;
+    -1 for a group without rows. From ``numba_from`` rows on, one numba pass (a region's home
+    core points: a lexsort of the coordinates costs ten passes); below, a lexsort in numpy
+    (the driver's merge of a few thousand components, which then needs no numba)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    group = np.asarray(group, dtype=np.int64)
+    if rows.size >= numba_from:
+        from .cpu.dbscan_kernel import smallest_per_group as one_pass
+
+        return one_pass(x, rows, group, n_groups)
+    best = np.full(n_groups, -1, dtype=np.int64)
+    if rows.size == 0:
+        return best
+    order = np.lexsort([*np.asarray(x)[rows].T[::-1], group])  # stable: first on equal ones
+    g = group[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    best[g[first]] = rows[order][first]
+    return best
 
 
 def global_ids(region: int, local: np.ndarray) -> np.ndarray:
