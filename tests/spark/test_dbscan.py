@@ -9,6 +9,7 @@ import pytest
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.linalg import SparseVector, Vectors, VectorUDT
+from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from dbscan_data import EPS, MIN_POINTS, assert_same_clustering, parity_dataset, sklearn_reference
@@ -412,3 +413,29 @@ def test_the_driver_never_loads_numba():
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == "3 4000 0", lines  # two blobs and a few points that make a third
     assert lines[-1] == "numba loaded: False"
+
+
+@pytest.mark.parametrize("setting", ["true", "false"])
+def test_the_fit_restores_the_cache_compression_setting(spark, setting):
+    """The fit caches its pass uncompressed and puts the session's setting back, also when the
+    pass fails (which leaves no cache entry behind)."""
+    from spark_clustering.backends.dbscan_spark import CACHE_COMPRESSED
+
+    x = parity_dataset(2)
+    before = spark.conf.get(CACHE_COMPRESSED)
+    spark.conf.set(CACHE_COMPRESSED, setting)
+    try:
+        model = DBSCAN(eps=EPS, minPoints=MIN_POINTS).fit(_frame(spark, x, 2, 0))
+        assert spark.conf.get(CACHE_COMPRESSED) == setting
+        model.unpersist()
+        # a carried column that fails only when the pass computes it
+        failing = _frame(spark, x, 2, 0).withColumn(
+            "boom", F.when(F.col("id") == 5, F.raise_error(F.lit("boom"))).otherwise(F.lit(1))
+        )
+        spark.catalog.clearCache()
+        with pytest.raises(Exception, match="boom"):
+            DBSCAN(eps=EPS, minPoints=MIN_POINTS).fit(failing)
+        assert spark.conf.get(CACHE_COMPRESSED) == setting
+        assert spark._jsparkSession.sharedState().cacheManager().isEmpty()  # nothing left
+    finally:
+        spark.conf.set(CACHE_COMPRESSED, before)

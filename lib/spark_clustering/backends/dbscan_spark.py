@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -40,7 +41,7 @@ from .dbscan_regions import fit_label_region, global_ids, merge_regions
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,27 @@ def _batch(arrays: list, names: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
+#: Spark's setting for compressing cached columns
+CACHE_COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
+
+
+@contextmanager
+def _uncompressed_cache(spark: SparkSession) -> Iterator[None]:
+    """Cache the fit's pass without Spark's column compression, then restore the setting.
+
+    The cached columns are mostly the carried row (a features array or vector, which no scheme
+    compresses) and ids: at 3M rows compression saved 8% of the cache (131 -> 142 MiB) and cost
+    ~1 s of the fit's ~10. The cache's builder reads the setting when the first action plans
+    it, so the context holds until that action has run.
+    """
+    before = spark.conf.get(CACHE_COMPRESSED) or "true"
+    spark.conf.set(CACHE_COMPRESSED, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(CACHE_COMPRESSED, before)
+
+
 def fit_distributed(
     rows: DataFrame,
     xcols: list[str],
@@ -221,15 +243,20 @@ def fit_distributed(
     kernel_seconds = spark.sparkContext.accumulator(0.0)
     keyed = rows.select(F.monotonically_increasing_id().alias(ROW_KEY), *xcols, *row_cols)
     routed = route(keyed, regions, xcols, 2 * eps, carried=[ROW_KEY], home_only=row_cols)
-    result = map_regions(
-        partition_by_region(routed, regions.n_regions),
-        _fit_regions(eps, min_points, backend, xcols, row_cols, regions, kernel_seconds),
-        _fit_schema(xcols, rows.select(*row_cols).schema),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    side = cast(
-        "pd.DataFrame",
-        result.where(F.col(KIND) != KIND_ROW).select(KIND, LABEL, AUX, *xcols).toPandas(),
-    )
+    with _uncompressed_cache(spark):
+        result = map_regions(
+            partition_by_region(routed, regions.n_regions),
+            _fit_regions(eps, min_points, backend, xcols, row_cols, regions, kernel_seconds),
+            _fit_schema(xcols, rows.select(*row_cols).schema),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            side = cast(
+                "pd.DataFrame",
+                result.where(F.col(KIND) != KIND_ROW).select(KIND, LABEL, AUX, *xcols).toPandas(),
+            )
+        except BaseException:
+            result.unpersist()  # a failed fit leaves no cache entry behind
+            raise
     t_pass = time.monotonic() - t0 - t_regions
     kind = side[KIND].to_numpy()
     comps, links, ties = side[kind == KIND_COMP], side[kind == KIND_LINK], side[kind == KIND_TIE]
