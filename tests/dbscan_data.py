@@ -84,3 +84,77 @@ def assert_same_region(ours: Any, cpu: Any) -> None:
     b = sorted(zip(cpu.edge_halo_index.tolist(), cpu.edge_component.tolist(), strict=True))
     assert a == b, "halo links differ"
     assert len(set(a)) == len(a), "a halo link is repeated"
+
+
+def one_pass(
+    x: np.ndarray,
+    n_regions: int,
+    eps: float,
+    min_points: int,
+    seed: int = 0,
+    kernel: Any = None,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """What the Spark fit does, region by region, in one process: the final cluster and core
+    flag of every row, and the clusters' sizes (``kernel``: a region kernel, the CPU kernel by
+    default). The unit tests and the GPU check (bench/gpu_check.py) both run it."""
+    from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+    from spark_clustering.backends.dbscan_regions import (
+        fit_label_region,
+        global_ids,
+        merge_regions,
+    )
+    from spark_clustering.partitioning import build_regions
+
+    kernel = CPU_KERNEL if kernel is None else kernel
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(x.shape[0], size=min(500, x.shape[0]), replace=False)]
+    regions = build_regions(sample, n_regions, min_width=2 * eps)
+    rows, region, home = regions.memberships(x, 2 * eps)
+    home_region = regions.home(x)
+    np.testing.assert_array_equal(home, home_region[rows] == region)
+    labels = np.full(x.shape[0], -2, dtype=np.int64)
+    is_core = np.zeros(x.shape[0], dtype=bool)
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("cid", "cnt", "sm", "lk", "lc", "ti", "tc")
+    }
+    for r in range(regions.n_regions):
+        sel = region == r
+        idx = rows[sel]
+        # the row key: a scrambled position, so that the smallest key of a group is no
+        # particular point
+        keys = (idx * 7919) % 1_000_003
+        out = fit_label_region(
+            kernel,
+            x[idx],
+            home_region[idx],
+            keys,
+            r,
+            regions.lo[r],
+            regions.hi[r],
+            eps,
+            min_points,
+        )
+        assert (labels[idx[out.home_index]] == -2).all()  # each row labelled once, at home
+        labels[idx[out.home_index]] = global_ids(r, out.home_label)
+        is_core[idx[out.home_index]] = out.home_core
+        parts["cid"].append(global_ids(r, out.comp_id))
+        parts["cnt"].append(out.comp_core_count)
+        parts["sm"].append(out.comp_smallest)
+        parts["lk"].append(out.link_key)
+        parts["lc"].append(global_ids(r, out.link_comp))
+        parts["ti"].append(global_ids(r, out.tie_id))
+        parts["tc"].append(global_ids(r, out.tie_comp))
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    merged = merge_regions(
+        cat["cid"],
+        cat["cnt"],
+        cat["sm"].reshape(-1, x.shape[1]),
+        cat["lk"],
+        cat["lc"],
+        cat["ti"],
+        cat["tc"],
+    )
+    assert (labels > -2).all()
+    mapping = dict(zip(merged.label_id.tolist(), merged.cluster.tolist(), strict=True))
+    final = np.array([mapping[v] if v >= 0 else -1 for v in labels.tolist()])
+    return final, is_core, merged.sizes

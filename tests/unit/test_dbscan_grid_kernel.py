@@ -54,6 +54,40 @@ def test_fit_region_is_the_cpu_kernels_result(name, x, eps, home_share):
     assert_same_region(NUMPY_KERNEL.fit_region(x, home, eps, MIN_POINTS), cpu)
 
 
+@pytest.mark.parametrize(("name", "x", "eps"), datasets(), ids=[c[0] for c in datasets()])
+def test_fit_cores_is_the_cpu_kernels_and_skips_the_halo_links(name, x, eps, monkeypatch):
+    home = np.random.default_rng(2).random(x.shape[0]) < 0.7
+    want = CPU_KERNEL.fit_cores(x, home, eps, MIN_POINTS)
+    full = NUMPY_KERNEL.fit_region(x, home, eps, MIN_POINTS)
+    runs = []
+    real_fit = GridKernel._fit
+    monkeypatch.setattr(
+        GridKernel, "_fit", lambda self, *a: runs.append(a[-1]) or real_fit(self, *a)
+    )
+    core_index, core_component = NUMPY_KERNEL.fit_cores(x, home, eps, MIN_POINTS)
+    on_cpu = isinstance(NUMPY_KERNEL._setup(np.asarray(x, dtype=np.float64), eps), str)
+    assert runs == ([] if on_cpu else [False])  # the grid without its halo pass, or the CPU's
+    np.testing.assert_array_equal(core_index, want[0])
+    np.testing.assert_array_equal(core_component, want[1])
+    np.testing.assert_array_equal(core_index, full.core_index)
+    np.testing.assert_array_equal(core_component, full.core_component)
+
+
+def test_fit_cores_falls_back_to_the_cpu_kernels(caplog):
+    x = parity_dataset(2)
+    home = np.random.default_rng(4).random(x.shape[0]) < 0.7
+    small = GridKernel(xp=np, memory_bytes=100_000)
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        got = small.fit_cores(x, home, EPS, MIN_POINTS)
+        empty = NUMPY_KERNEL.fit_cores(np.empty((0, 2)), np.empty(0, dtype=bool), EPS, 5)
+    want = CPU_KERNEL.fit_cores(x, home, EPS, MIN_POINTS)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert [e.size for e in empty] == [0, 0]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "runs on the CPU kernel" in lines[0]
+
+
 @pytest.mark.parametrize("d", [2, 3])
 def test_all_home_matches_sklearn(d):
     x = parity_dataset(d)
@@ -163,6 +197,21 @@ def test_gpu_backend_without_a_gpu_runs_the_cpu_kernel(caplog, monkeypatch):
         )
         kernel.fit_region(x, home, EPS, MIN_POINTS)
     assert caplog.text.count("dbscan gpu backend: cpu kernel") == 1
+
+
+def test_gpu_backend_fit_cores_asks_the_chosen_kernel(monkeypatch):
+    monkeypatch.setenv(gpu_backend.KERNEL_ENV, "grid")
+    monkeypatch.setattr(grid_kernel, "GRID_KERNEL", NUMPY_KERNEL)
+    calls = []
+    real = GridKernel.fit_cores
+    monkeypatch.setattr(GridKernel, "fit_cores", lambda self, *a: calls.append(1) or real(self, *a))
+    x = parity_dataset(3)
+    home = np.random.default_rng(0).random(x.shape[0]) < 0.7
+    got = gpu_backend.GPUKernel().fit_cores(x, home, EPS, MIN_POINTS)
+    want = CPU_KERNEL.fit_cores(x, home, EPS, MIN_POINTS)
+    assert calls == [1]
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_kernels_import_without_pyspark_or_cupy():

@@ -5,79 +5,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dbscan_data import EPS, MIN_POINTS, assert_same_clustering, parity_dataset, sklearn_reference
+from dbscan_data import (
+    EPS,
+    MIN_POINTS,
+    assert_same_clustering,
+    one_pass,
+    parity_dataset,
+    sklearn_reference,
+)
 from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL, border_candidates
-from spark_clustering.backends.dbscan_regions import fit_label_region, global_ids, merge_regions
+from spark_clustering.backends.gpu.grid_kernel import GridKernel
 from spark_clustering.partitioning import build_regions
 
-
-def _one_pass(x: np.ndarray, n_regions: int, eps: float, min_points: int, seed: int = 0):
-    """What the Spark fit does, region by region: labels and core flags of every row."""
-    rng = np.random.default_rng(seed)
-    sample = x[rng.choice(x.shape[0], size=min(500, x.shape[0]), replace=False)]
-    regions = build_regions(sample, n_regions, min_width=2 * eps)
-    rows, region, home = regions.memberships(x, 2 * eps)
-    home_region = regions.home(x)
-    np.testing.assert_array_equal(home, home_region[rows] == region)
-    labels = np.full(x.shape[0], -2, dtype=np.int64)
-    is_core = np.zeros(x.shape[0], dtype=bool)
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("cid", "cnt", "sm", "lk", "lc", "ti", "tc")
-    }
-    for r in range(regions.n_regions):
-        sel = region == r
-        idx = rows[sel]
-        # the row key: a scrambled position, so that the smallest key of a group is no
-        # particular point
-        keys = (idx * 7919) % 1_000_003
-        out = fit_label_region(
-            CPU_KERNEL,
-            x[idx],
-            home_region[idx],
-            keys,
-            r,
-            regions.lo[r],
-            regions.hi[r],
-            eps,
-            min_points,
-        )
-        assert (labels[idx[out.home_index]] == -2).all()  # each row labelled once, at home
-        labels[idx[out.home_index]] = global_ids(r, out.home_label)
-        is_core[idx[out.home_index]] = out.home_core
-        parts["cid"].append(global_ids(r, out.comp_id))
-        parts["cnt"].append(out.comp_core_count)
-        parts["sm"].append(out.comp_smallest)
-        parts["lk"].append(out.link_key)
-        parts["lc"].append(global_ids(r, out.link_comp))
-        parts["ti"].append(global_ids(r, out.tie_id))
-        parts["tc"].append(global_ids(r, out.tie_comp))
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
-    merged = merge_regions(
-        cat["cid"],
-        cat["cnt"],
-        cat["sm"].reshape(-1, x.shape[1]),
-        cat["lk"],
-        cat["lc"],
-        cat["ti"],
-        cat["tc"],
-    )
-    assert (labels > -2).all()
-    mapping = dict(zip(merged.label_id.tolist(), merged.cluster.tolist(), strict=True))
-    final = np.array([mapping[v] if v >= 0 else -1 for v in labels.tolist()])
-    return final, is_core, merged.sizes
+#: the region kernels the one-pass fit runs: the CPU kernel, and the GPU backend's grid kernel
+#: on numpy (the same array code as on the device, the device call aside)
+KERNELS = {"cpu": CPU_KERNEL, "grid": GridKernel(xp=np)}
 
 
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
 @pytest.mark.parametrize("d", [1, 2, 3, 5])
 @pytest.mark.parametrize("n_regions", [1, 4, 23])
-def test_one_pass_equals_sklearn(d, n_regions):
+def test_one_pass_equals_sklearn(d, n_regions, kernel):
     x = parity_dataset(d)
     ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
-    labels, is_core, sizes = _one_pass(x, n_regions, EPS, MIN_POINTS)
+    labels, is_core, sizes = one_pass(x, n_regions, EPS, MIN_POINTS, kernel=KERNELS[kernel])
     assert_same_clustering(labels, is_core, ref_labels, ref_core)
     assert sorted(set(labels.tolist()) - {-1}) == list(range(len(sizes)))
     assert sum(sizes) == int(ref_core.sum())
     if n_regions > 1:  # ids do not depend on the region layout
-        one, _, _ = _one_pass(x, 1, EPS, MIN_POINTS)
+        one, _, _ = one_pass(x, 1, EPS, MIN_POINTS)
         np.testing.assert_array_equal(labels, one)
 
 
@@ -88,7 +44,7 @@ def test_border_point_takes_the_closest_core_across_regions():
     b = 1.3 + 0.1 * np.arange(7)
     x = np.concatenate([a, b, [1.0]])[:, None]
     for n_regions in (1, 3, 8):
-        labels, is_core, _ = _one_pass(x, n_regions, 0.35, 4)
+        labels, is_core, _ = one_pass(x, n_regions, 0.35, 4)
         assert not is_core[-1]
         assert labels[-1] == labels[7]
 
@@ -102,7 +58,7 @@ def test_exact_tie_goes_to_the_smaller_cluster_id():
     x = np.concatenate([left, right, [1.0]])[:, None]
     ref_labels, ref_core = sklearn_reference(x, 0.5, 4)
     for n_regions in (1, 2, 4):
-        labels, is_core, sizes = _one_pass(x, n_regions, 0.5, 4)
+        labels, is_core, sizes = one_pass(x, n_regions, 0.5, 4)
         assert_same_clustering(labels, is_core, ref_labels, ref_core)
         assert sizes[0] > sizes[1]
         assert labels[-1] == 0

@@ -40,6 +40,9 @@ def test_dry_run_checks_parity_and_writes_the_report(tmp_path):
         r"^\| (?:parity 3-D|lattice at eps=0\.3, 3-D|duplicates 2-D) \|.*$", report, re.M
     )
     assert len(rows) == 3 and all("| exact |" in r for r in rows), report
+    # the job's own path: regions fitted with the grid kernel and merged, against sklearn
+    one_pass = re.findall(r"^\| one pass, \d+ regions, \d-D \|.*$", report, re.M)
+    assert len(one_pass) == 3 and all("| exact |" in r for r in one_pass), report
     assert re.search(r"^\| time-20k-grid \| 20000 \| .* \| yes \|", report, re.M), report
     assert "FAILED" not in report and "DIFFERS" not in report
     assert "=== parity" in (tmp_path / "gpu-check.log").read_text()

@@ -149,8 +149,8 @@ def _cores(
     kernel: Any, x: np.ndarray, inner: np.ndarray, eps: float, min_points: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The core points among ``inner`` and their local components. A kernel's ``fit_cores``
-    (the CPU kernel's) skips the halo adjacencies that ``fit_region`` also computes and this
-    fit does not use; the GPU kernels answer through ``fit_region``."""
+    (every kernel of this package has one) skips the halo adjacencies that ``fit_region`` also
+    computes and this fit does not use; a kernel with only ``fit_region`` still serves."""
     fit_cores = getattr(kernel, "fit_cores", None)
     if fit_cores is not None:
         return fit_cores(x, inner, eps, min_points)

@@ -96,6 +96,12 @@ class GPUKernel:
         """See :meth:`spark_clustering.backends.cpu.dbscan_kernel.CPUKernel.fit_region`."""
         return self.kernel().fit_region(x, home, eps, min_points)
 
+    def fit_cores(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`spark_clustering.backends.cpu.dbscan_kernel.CPUKernel.fit_cores`."""
+        return self.kernel().fit_cores(x, home, eps, min_points)
+
     def nearest_core(
         self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -111,25 +117,12 @@ class CumlKernel:
     def fit_region(
         self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
     ) -> RegionResult:
-        from cuml.cluster import DBSCAN as CumlDBSCAN  # GPU-only dependency, executor side
-
         x = np.ascontiguousarray(x, dtype=np.float64)
         home = np.asarray(home, dtype=bool)
         if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return RegionResult(empty, empty, empty, empty)
-        model = CumlDBSCAN(
-            eps=eps,
-            min_samples=int(min_points),
-            metric="euclidean",
-            calc_core_sample_indices=True,
-            output_type="numpy",
-        )
-        model.fit(x)
-        core_local = np.zeros(x.shape[0], dtype=bool)
-        core_local[np.asarray(model.core_sample_indices_, dtype=np.int64)] = True
-        core = core_local & home
-        labels = np.asarray(model.labels_, dtype=np.int64)
+        core, labels = self._cluster(x, home, eps, min_points)
         grid = build_grid(x, cell_side(eps, x.shape[1]))
         xs = np.ascontiguousarray(x[grid.order])
         hs = np.ascontiguousarray(home[grid.order])
@@ -145,6 +138,39 @@ class CumlKernel:
             edge_halo_index=grid.order[e_halo],
             edge_component=np.searchsorted(roots, e_comp).astype(np.int64),
         )
+
+    def fit_cores(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit_region` without the halo adjacencies (and the CPU pass that finds them)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        core, labels = self._cluster(x, np.asarray(home, dtype=bool), eps, min_points)
+        core_idx = np.flatnonzero(core)
+        _, comp = np.unique(labels[core_idx], return_inverse=True)
+        return core_idx, comp.astype(np.int64)
+
+    @staticmethod
+    def _cluster(
+        x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """cuML's DBSCAN of all the region's points: the home core flags and every point's
+        cuML label."""
+        from cuml.cluster import DBSCAN as CumlDBSCAN  # GPU-only dependency, executor side
+
+        model = CumlDBSCAN(
+            eps=eps,
+            min_samples=int(min_points),
+            metric="euclidean",
+            calc_core_sample_indices=True,
+            output_type="numpy",
+        )
+        model.fit(x)
+        core_local = np.zeros(x.shape[0], dtype=bool)
+        core_local[np.asarray(model.core_sample_indices_, dtype=np.int64)] = True
+        return core_local & home, np.asarray(model.labels_, dtype=np.int64)
 
     def nearest_core(
         self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float

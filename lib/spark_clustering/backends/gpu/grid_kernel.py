@@ -368,27 +368,49 @@ class GridKernel:
         the CPU kernel's result (see :class:`~spark_clustering.backends.cpu.dbscan_kernel.
         CPUKernel`), computed with array operations."""
         x = np.ascontiguousarray(x, dtype=np.float64)
-        home = np.asarray(home, dtype=bool)
-        n = x.shape[0]
-        if n == 0:
+        if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return RegionResult(empty, empty, empty, empty)
-        d = x.shape[1]
-        ok, batch, why = self.plan(n, d)
-        space = None
-        if ok:
-            side = cell_side(eps, d)
-            origin = x.min(axis=0)
-            low = np.floor((x.min(axis=0) - origin) / side).astype(np.int64)
-            high = np.floor((x.max(axis=0) - origin) / side).astype(np.int64)
-            offsets = neighbour_offsets(d)
-            space = KeySpace.fit(low, high, int(np.abs(offsets).max(initial=0)))
-            if space is None:
-                ok, why = False, f"the grid of {d} dims is too large for int64 cell keys"
-        if not ok or space is None:
-            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", why)
+        setup = self._setup(x, eps)
+        if isinstance(setup, str):
+            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", setup)
             return CPU_KERNEL.fit_region(x, home, eps, min_points)
-        return self._fit(x, home, eps, int(min_points), side, origin, offsets, space, batch)
+        return self._fit(x, np.asarray(home, dtype=bool), eps, int(min_points), *setup, True)
+
+    def fit_cores(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`fit_region` without the halo adjacencies: the home core points and their
+        local components (what DBSCAN's one-pass fit uses; the CPU kernel's ``fit_cores``)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        setup = self._setup(x, eps)
+        if isinstance(setup, str):
+            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", setup)
+            return CPU_KERNEL.fit_cores(x, home, eps, min_points)
+        res = self._fit(x, np.asarray(home, dtype=bool), eps, int(min_points), *setup, False)
+        return res.core_index, res.core_component
+
+    def _setup(
+        self, x: np.ndarray, eps: float
+    ) -> tuple[float, np.ndarray, np.ndarray, KeySpace, int] | str:
+        """The grid of a region (cell side, origin, neighbour offsets, key space) and the pair
+        batch size, or why the region runs on the CPU kernel."""
+        d = x.shape[1]
+        ok, batch, why = self.plan(x.shape[0], d)
+        if not ok:
+            return why
+        side = cell_side(eps, d)
+        origin = x.min(axis=0)
+        low = np.floor((x.min(axis=0) - origin) / side).astype(np.int64)
+        high = np.floor((x.max(axis=0) - origin) / side).astype(np.int64)
+        offsets = neighbour_offsets(d)
+        space = KeySpace.fit(low, high, int(np.abs(offsets).max(initial=0)))
+        if space is None:
+            return f"the grid of {d} dims is too large for int64 cell keys"
+        return side, origin, offsets, space, batch
 
     def _fit(
         self,
@@ -401,6 +423,7 @@ class GridKernel:
         offsets: np.ndarray,
         space: KeySpace,
         batch: int,
+        halo_links: bool,
     ) -> RegionResult:
         xp = self.xp
         eps2 = eps * eps
@@ -486,10 +509,11 @@ class GridKernel:
         root_of_core = node_first[label[node_of_cell[core_cell]]]
 
         # 4. halo links: each halo point and the components of the core points within eps
+        #    (fit_cores skips them)
         halo = xp.flatnonzero(~hs)
         e_h = xp.zeros(0, dtype=xp.int64)
         e_r = xp.zeros(0, dtype=xp.int64)
-        if halo.shape[0] and core_pos.shape[0]:
+        if halo_links and halo.shape[0] and core_pos.shape[0]:
             halo_cell = g.cell_of[halo]
             h_start, h_end = _segment_ranges(xp, halo_cell, n_cells)
             h_len = h_end - h_start
