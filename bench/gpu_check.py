@@ -66,6 +66,8 @@ def plan(dry_run: bool) -> list[Step]:
             Step("time-20k-grid", ("time", "20000", "numpy"), 60, "grid kernel, numpy, 20k"),
             Step("time-20k-cpu", ("time", "20000", "cpu"), 60, "CPU kernel, 20k"),
             Step("time-20k-dbscan", ("time", "20000", "dbscan"), 60, "dbscan package, 20k"),
+            Step("region-20k-grid", ("region", "20000", "numpy"), 60, "one box, grid, numpy"),
+            Step("region-20k-cpu", ("region", "20000", "cpu"), 60, "one box, CPU kernel, 20k"),
             Step("umap-transform", ("umap", "numpy"), 60, "UMAP transform k-NN (numpy)"),
         ]
     steps = [
@@ -84,7 +86,11 @@ def plan(dry_run: bool) -> list[Step]:
             ),
         ]
         if label == "1m":
-            steps.append(Step("umap-transform", ("umap", "cupy"), 40, "UMAP transform k-NN (CuPy)"))
+            steps += [
+                Step("region-1m-grid", ("region", str(n), "cupy"), 40, "one box, grid, GPU, 1m"),
+                Step("region-1m-cpu", ("region", str(n), "cpu"), 40, "one box, CPU kernel, 1m"),
+                Step("umap-transform", ("umap", "cupy"), 40, "UMAP transform k-NN (CuPy)"),
+            ]
     return steps
 
 
@@ -155,7 +161,7 @@ def _parity_cases() -> list[tuple[str, np.ndarray, float, int]]:
 
 def step_parity(xp_name: str) -> dict[str, Any]:
     from dbscan_data import assert_same_region, sklearn_reference
-    from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+    from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL, border_candidates
     from spark_clustering.backends.gpu.grid_kernel import GridKernel
 
     kernel = GridKernel(xp=_array_module(xp_name))
@@ -178,6 +184,15 @@ def step_parity(xp_name: str) -> dict[str, Any]:
             want_cores = CPU_KERNEL.fit_cores(x, home, eps, min_pts)
             for got_a, want_a in zip(got_cores, want_cores, strict=True):
                 np.testing.assert_array_equal(got_a, want_a, err_msg="fit_cores differs")
+            # and the border pass that labels the region's other home points, ties included
+            border_q = x + np.random.default_rng(7).normal(0, eps / 2, x.shape)
+            border_args = (x[want_cores[0]], want_cores[1], eps)
+            got_b = kernel.border_candidates(border_q, *border_args)
+            want_b = border_candidates(border_q, *border_args)
+            np.testing.assert_array_equal(got_b[0], want_b[0], err_msg="border labels differ")
+            assert sorted(zip(got_b[1].tolist(), got_b[2].tolist(), strict=True)) == sorted(
+                zip(want_b[1].tolist(), want_b[2].tolist(), strict=True)
+            ), "border ties differ"
             everything = np.ones(x.shape[0], dtype=bool)
             res = kernel.fit_region(x, everything, eps, min_pts)
             assert_same_region(res, CPU_KERNEL.fit_region(x, everything, eps, min_pts))
@@ -313,6 +328,41 @@ def step_time(n: int, which: str) -> dict[str, Any]:
     return {**out, "ok": not fell_back}
 
 
+def step_region(n: int, which: str) -> dict[str, Any]:
+    """One box of the one-pass fit end to end (``fit_label_region``: box tests, ``fit_cores``,
+    the border pass, group links) on the grid kernel or the CPU kernel: the home box is the
+    data's bounding box less 5 units each side, and the box gets every point within the
+    routing's halo margin of it, as the Spark job routes them."""
+    from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+    from spark_clustering.backends.dbscan_regions import fit_label_region
+    from spark_clustering.backends.gpu.grid_kernel import GridKernel
+    from spark_clustering.partitioning import halo_margin
+
+    x = timing_data(n)
+    lo, hi = x.min(axis=0) + 5.0, x.max(axis=0) - 5.0
+    reach = 2 * halo_margin(EPS_3D)
+    x = x[np.all((x >= lo - reach) & (x < hi + reach), axis=1)]
+    home_region = np.where(np.all((x >= lo) & (x < hi), axis=1), 0, 1)
+    key = np.arange(x.shape[0], dtype=np.int64)
+    kernel: Any = CPU_KERNEL if which == "cpu" else GridKernel(xp=_array_module(which))
+    out: dict[str, Any] = {"n": int(x.shape[0]), "home": int((home_region == 0).sum())}
+    warm = slice(None, None, max(1, x.shape[0] // 5000))
+    args = (EPS_3D, MIN_POINTS_3D)
+    fit_label_region(kernel, x[warm], home_region[warm], key[warm], 0, lo, hi, *args)
+    handler = _Collect()
+    logging.getLogger("spark_clustering").addHandler(handler)
+    logging.getLogger("spark_clustering").setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    res = fit_label_region(kernel, x, home_region, key, 0, lo, hi, *args)
+    out["seconds"] = time.perf_counter() - t0
+    out["core"] = int(res.home_core.sum())
+    out["clusters"] = int(res.comp_id.shape[0])
+    out["digest"] = _digest(res.home_label, res.home_core.astype(np.int64))
+    out["kernel_log"] = handler.messages
+    fell_back = any("runs on the CPU kernel" in r for r in handler.messages)
+    return {**out, "ok": not fell_back}
+
+
 def step_umap(xp_name: str) -> dict[str, Any]:
     from spark_clustering.backends.cpu.umap_kernel import exact_knn, prepare_training
 
@@ -350,6 +400,8 @@ def run_step(argv: list[str]) -> dict[str, Any]:
         return step_parity(argv[1])
     if kind == "time":
         return step_time(int(argv[1]), argv[2])
+    if kind == "region":
+        return step_region(int(argv[1]), argv[2])
     if kind == "umap":
         return step_umap(argv[1])
     raise SystemExit(f"unknown step {kind!r}")
@@ -385,9 +437,14 @@ def write_report(path: Path, results: dict[str, dict[str, Any]], dry_run: bool) 
                 f"| {r['case']} | {r['n']} | {r['d']} | {res} | {r.get('core', '-')} | "
                 f"{r.get('clusters', '-')} |"
             )
-    timed = {k: v for k, v in results.items() if k.startswith("time-")}
+    timed = {k: v for k, v in results.items() if k.startswith(("time-", "region-"))}
     if timed:
-        lines += ["", f"## fit_cores timings (3-D, eps={EPS_3D}, minPoints={MIN_POINTS_3D})", ""]
+        lines += ["", f"## Timings (3-D, eps={EPS_3D}, minPoints={MIN_POINTS_3D})", ""]
+        lines += [
+            "`time-*`: the kernel's `fit_cores` of all points; `region-*`: one box of the "
+            "one-pass fit end to end (`fit_label_region`, n = the box's rows with its halo).",
+            "",
+        ]
         lines += ["| step | n | seconds | core | clusters | same as CPU | GPU pool held |"]
         lines += ["|---|---|---|---|---|---|---|"]
         for name, r in timed.items():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dbscan_data import EPS, MIN_POINTS, assert_same_region, parity_dataset, sklearn_reference
-from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL
+from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL, border_candidates
 from spark_clustering.backends.gpu import dbscan_kernel as gpu_backend
 from spark_clustering.backends.gpu import grid_kernel
 from spark_clustering.backends.gpu.grid_kernel import GridKernel, neighbour_offsets
@@ -120,6 +120,63 @@ def test_nearest_core_ties_go_to_the_smaller_cluster():
     assert label.tolist() == [1, -1] and is_core.tolist() == [False, False]
 
 
+def _border_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """(name, queries, core points, components, eps), ties included: on a lattice of step
+    0.5 with random components, the centre of each square is exactly as far from its four
+    corners (binary-exact coordinates), so most centres tie between components."""
+    rng = np.random.default_rng(8)
+    cases = []
+    for name, x, eps in datasets():
+        fit = CPU_KERNEL.fit_region(x, np.ones(x.shape[0], dtype=bool), eps, MIN_POINTS)
+        if fit.core_index.size == 0:
+            continue
+        queries = np.concatenate([x, x + rng.normal(0, eps / 2, x.shape)])
+        cases.append((name, queries, x[fit.core_index], fit.core_component, eps))
+    lattice = np.stack(np.meshgrid(np.arange(10) * 0.5, np.arange(10) * 0.5), -1).reshape(-1, 2)
+    comps = rng.integers(0, 4, lattice.shape[0])
+    centres = lattice[:-11] + 0.25
+    cases.append(("lattice-ties", centres, lattice, comps, 0.5))
+    return cases
+
+
+def _pairs(q: np.ndarray, c: np.ndarray) -> list[tuple[int, int]]:
+    return sorted(zip(q.tolist(), c.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("batch", [None, 300])
+@pytest.mark.parametrize(
+    ("name", "q", "cores", "comps", "eps"), _border_cases(), ids=[c[0] for c in _border_cases()]
+)
+def test_border_candidates_are_the_cpu_kernels(name, q, cores, comps, eps, batch, monkeypatch):
+    if batch is not None:
+        monkeypatch.setattr(grid_kernel, "_MAX_BATCH_PAIRS", batch)  # many batches per pass
+    want = border_candidates(q, cores, comps, eps)
+    got = NUMPY_KERNEL.border_candidates(q, cores, comps, eps)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert _pairs(got[1], got[2]) == _pairs(want[1], want[2])
+    if name == "lattice-ties":  # the case is there for its ties: it must have some
+        assert len(set(want[1].tolist())) > 20
+
+
+def test_border_candidates_of_nothing_and_on_the_cpu_kernel(caplog):
+    cores = np.array([[0.0], [2.0], [2.5]])
+    comps = np.array([5, 3, 3])
+    q = np.array([[1.0], [2.2], [9.0]])
+    label, tie_q, tie_c = NUMPY_KERNEL.border_candidates(q, cores, comps, 1.0)
+    assert label.tolist() == [3, 3, -1]
+    assert _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
+    none = NUMPY_KERNEL.border_candidates(np.empty((0, 1)), cores, comps, 1.0)
+    assert [a.size for a in none] == [0, 0, 0]
+    assert (
+        NUMPY_KERNEL.border_candidates(q, np.empty((0, 1)), comps[:0], 1.0)[0].tolist() == [-1] * 3
+    )
+    small = GridKernel(xp=np, memory_bytes=1000)
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        label, tie_q, tie_c = small.border_candidates(q, cores, comps, 1.0)
+    assert label.tolist() == [3, 3, -1] and _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
+    assert "border labelling runs on the CPU kernel" in caplog.text
+
+
 def test_small_batches_give_the_same_result(monkeypatch):
     x = parity_dataset(3)
     home = np.random.default_rng(4).random(x.shape[0]) < 0.8
@@ -212,6 +269,23 @@ def test_gpu_backend_fit_cores_asks_the_chosen_kernel(monkeypatch):
     assert calls == [1]
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("chosen", ["grid", "cpu"])
+def test_gpu_backend_border_pass_is_the_chosen_kernels_or_the_cpus(chosen, monkeypatch):
+    monkeypatch.setenv(gpu_backend.KERNEL_ENV, "grid")
+    monkeypatch.setattr(grid_kernel, "GRID_KERNEL", NUMPY_KERNEL)
+    monkeypatch.setattr(gpu_backend, "choose_gpu_kernel", lambda requested=None: (chosen, "test"))
+    calls = []
+    real = GridKernel.border_candidates
+    monkeypatch.setattr(
+        GridKernel, "border_candidates", lambda self, *a: calls.append(1) or real(self, *a)
+    )
+    cores = np.array([[0.0], [2.0], [2.5]])
+    q = np.array([[1.0], [2.2], [9.0]])
+    label, tie_q, tie_c = gpu_backend.GPUKernel().border_candidates(q, cores, [5, 3, 3], 1.0)
+    assert calls == ([1] if chosen == "grid" else [])  # the CPU kernel has no border method
+    assert label.tolist() == [3, 3, -1] and _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
 
 
 def test_kernels_import_without_pyspark_or_cupy():

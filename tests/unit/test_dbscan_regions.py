@@ -37,6 +37,20 @@ def test_one_pass_equals_sklearn(d, n_regions, kernel):
         np.testing.assert_array_equal(labels, one)
 
 
+def test_a_kernels_own_border_pass_labels_the_border_points(monkeypatch):
+    kernel = KERNELS["grid"]
+    calls = []
+    real = GridKernel.border_candidates
+    monkeypatch.setattr(
+        GridKernel, "border_candidates", lambda self, *a: calls.append(len(a[0])) or real(self, *a)
+    )
+    x = parity_dataset(2)
+    labels, is_core, _ = one_pass(x, 4, EPS, MIN_POINTS, kernel=kernel)
+    assert len(calls) >= 4 and sum(calls) == int((~is_core).sum())  # each non-core row once
+    ref_labels, ref_core = sklearn_reference(x, EPS, MIN_POINTS)
+    assert_same_clustering(labels, is_core, ref_labels, ref_core)
+
+
 def test_border_point_takes_the_closest_core_across_regions():
     # cluster A ends at 0.66, B starts at 1.3; the border point 1.0 is closer to B; with many
     # regions the two clusters and the border point sit in different regions

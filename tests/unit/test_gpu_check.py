@@ -44,6 +44,7 @@ def test_dry_run_checks_parity_and_writes_the_report(tmp_path):
     one_pass = re.findall(r"^\| one pass, \d+ regions, \d-D \|.*$", report, re.M)
     assert len(one_pass) == 3 and all("| exact |" in r for r in one_pass), report
     assert re.search(r"^\| time-20k-grid \| 20000 \| .* \| yes \|", report, re.M), report
+    assert re.search(r"^\| region-20k-grid \| \d+ \| .* \| yes \|", report, re.M), report
     assert "FAILED" not in report and "DIFFERS" not in report
     assert "=== parity" in (tmp_path / "gpu-check.log").read_text()
 
@@ -54,6 +55,7 @@ def test_device_plan_fits_eight_minutes_and_times_every_kernel():
     for size in ("1m", "10m"):
         assert {f"time-{size}-grid", f"time-{size}-cpu", f"time-{size}-dbscan"} <= set(steps)
     assert steps[:2] == ["environment", "parity"] and "umap-transform" in steps
+    assert {"region-1m-grid", "region-1m-cpu"} <= set(steps)  # one box of the job, end to end
     script = (ROOT / "scripts" / "gpu-check.sh").read_text()
     outer = int(re.search(r"timeout --kill-after=(\d+) (\d+)", script).group(2))
     assert gc.TOTAL_BUDGET_S < outer < 8 * 60 - 10

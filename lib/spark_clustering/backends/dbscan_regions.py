@@ -102,7 +102,9 @@ def fit_label_region(
     home_core = core[home_index]
     label = comp[home_index]
     border = home_index[~home_core]
-    b_label, tie_q, tie_c = border_candidates(x[border], x[core_index], core_component, eps)
+    # a kernel's own border pass where it has one (the GPU grid kernel's), else the CPU's
+    border_pass = getattr(kernel, "border_candidates", border_candidates)
+    b_label, tie_q, tie_c = border_pass(x[border], x[core_index], core_component, eps)
     tie_id, tie_comp, tied_query, tied_set = _tie_sets(tie_q, tie_c, n_comp)
     b_label[tied_query] = tied_set
     label[~home_core] = b_label

@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu.dbscan_kernel import CPU_KERNEL, RegionResult, build_grid, cell_side, halo_edges
+from ..cpu.dbscan_kernel import (
+    CPU_KERNEL,
+    RegionResult,
+    border_candidates,
+    build_grid,
+    cell_side,
+    halo_edges,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,14 @@ class GPUKernel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """See :meth:`spark_clustering.backends.cpu.dbscan_kernel.CPUKernel.nearest_core`."""
         return self.kernel().nearest_core(q, cores, clusters, eps)
+
+    def border_candidates(
+        self, q: np.ndarray, cores: np.ndarray, components: np.ndarray, eps: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The chosen kernel's border pass (the grid kernel's runs on the device), else the
+        CPU one: see :func:`spark_clustering.backends.cpu.dbscan_kernel.border_candidates`."""
+        own = getattr(self.kernel(), "border_candidates", border_candidates)
+        return own(q, cores, components, eps)
 
 
 class CumlKernel:

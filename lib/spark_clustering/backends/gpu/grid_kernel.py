@@ -27,12 +27,14 @@ one log line saying why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..cpu.dbscan_kernel import CPU_KERNEL, RegionResult, cell_side
+from ..cpu.dbscan_kernel import border_candidates as cpu_border_candidates
 
 log = logging.getLogger(__name__)
 
@@ -543,18 +545,15 @@ class GridKernel:
 
     # ----------------------------------------------------------------- nearest_core
 
-    def nearest_core(
-        self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster of the closest core point within eps (-1 when none, ties to the smallest
-        cluster id) and whether each query point coincides with a core point."""
-        q = np.ascontiguousarray(q, dtype=np.float64)
-        nq = q.shape[0]
-        if nq == 0 or cores.shape[0] == 0:
-            return np.full(nq, -1, dtype=np.int64), np.zeros(nq, dtype=bool)
-        cores = np.ascontiguousarray(cores, dtype=np.float64)
+    def _labelling(
+        self, q: np.ndarray, cores: np.ndarray, ids: np.ndarray, eps: float
+    ) -> _Labelling | str:
+        """The grids of a labelling (queries and core points, one origin) and their pairs of
+        neighbouring cells on the device, or why it runs on the CPU kernel."""
         d = q.shape[1]
-        ok, batch, why = self.plan(nq + cores.shape[0], d)
+        ok, batch, why = self.plan(q.shape[0] + cores.shape[0], d)
+        if not ok:
+            return why
         side = cell_side(eps, d)
         origin = cores.min(axis=0)
         offsets = neighbour_offsets(d)
@@ -565,19 +564,56 @@ class GridKernel:
             np.minimum(lo_q, 0), np.maximum(hi_q, hi_c), int(np.abs(offsets).max(initial=0))
         )
         if space is None:
-            ok, why = False, f"the grid of {d} dims is too large for int64 cell keys"
-        if not ok or space is None:
-            log.info("dbscan grid kernel: labelling runs on the CPU kernel (%s)", why)
-            return CPU_KERNEL.nearest_core(q, cores, clusters, eps)
+            return f"the grid of {d} dims is too large for int64 cell keys"
         xp = self.xp
         o = xp.asarray(origin)
         cg = sort_by_cell(xp, xp.asarray(cores), side, o)
-        cc = xp.asarray(np.asarray(clusters, dtype=np.int64))[cg.order]
+        cc = xp.asarray(np.asarray(ids, dtype=np.int64))[cg.order]
         qg = sort_by_cell(xp, xp.asarray(q), side, o)
         qa, cb, _ = cell_pairs(xp, space, qg.cells, cg.cells, offsets)
         own = space.keys(xp, qg.cells)[qa] == space.keys(xp, cg.cells)[cb]
-        c_len = cg.ends - cg.starts
-        eps2 = eps * eps
+        return _Labelling(qg, cg, cc, qa, cb, own, cg.ends - cg.starts, batch)
+
+    def _pairs_within(
+        self, lab: _Labelling, pts: Any, cell_sel: Any, eps2: float
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """(query, squared distance, core id) of every sorted query ``pts`` and core point
+        within eps in the cell pairs ``cell_sel``, a memory-bounded batch at a time."""
+        xp = self.xp
+        p_start, p_end = _segment_ranges(xp, lab.qg.cell_of[pts], int(lab.qg.cells.shape[0]))
+        p_len = p_end - p_start
+        sel = xp.flatnonzero(cell_sel & (p_len[lab.qa] > 0))
+        pa, pb = lab.qa[sel], lab.cb[sel]
+        for lo, hi in _batches(xp, p_len[pa] * lab.c_len[pb], lab.batch):
+            ia, ib, _ = expand_pairs(
+                xp,
+                p_start[pa[lo:hi]],
+                p_len[pa[lo:hi]],
+                lab.cg.starts[pb[lo:hi]],
+                lab.c_len[pb[lo:hi]],
+            )
+            ia = pts[ia]
+            d2 = squared_distances(xp, lab.qg.xs, ia, lab.cg.xs, ib)
+            w = d2 <= eps2
+            yield ia[w], d2[w], lab.cc[ib[w]]
+
+    # ----------------------------------------------------------------- nearest_core
+
+    def nearest_core(
+        self, q: np.ndarray, cores: np.ndarray, clusters: np.ndarray, eps: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster of the closest core point within eps (-1 when none, ties to the smallest
+        cluster id) and whether each query point coincides with a core point."""
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        nq = q.shape[0]
+        if nq == 0 or cores.shape[0] == 0:
+            return np.full(nq, -1, dtype=np.int64), np.zeros(nq, dtype=bool)
+        cores = np.ascontiguousarray(cores, dtype=np.float64)
+        lab = self._labelling(q, cores, clusters, eps)
+        if isinstance(lab, str):
+            log.info("dbscan grid kernel: labelling runs on the CPU kernel (%s)", lab)
+            return CPU_KERNEL.nearest_core(q, cores, clusters, eps)
+        xp = self.xp
         best = xp.full(nq, np.inf)
         label = xp.full(nq, np.iinfo(np.int64).max, dtype=xp.int64)
         # most queries are training rows that are core points: their own cell settles them
@@ -586,27 +622,89 @@ class GridKernel:
             pts = xp.flatnonzero(best != 0.0)
             if not pts.shape[0]:
                 break
-            p_start, p_end = _segment_ranges(xp, qg.cell_of[pts], int(qg.cells.shape[0]))
-            p_len = p_end - p_start
-            sel = xp.flatnonzero((own == pass_own) & (p_len[qa] > 0))
-            pa, pb = qa[sel], cb[sel]
-            for lo, hi in _batches(xp, p_len[pa] * c_len[pb], batch):
-                ia, ib, _ = expand_pairs(
-                    xp, p_start[pa[lo:hi]], p_len[pa[lo:hi]], cg.starts[pb[lo:hi]], c_len[pb[lo:hi]]
-                )
-                ia = pts[ia]
-                d2 = squared_distances(xp, qg.xs, ia, cg.xs, ib)
-                w = d2 <= eps2
-                _keep_closest(xp, best, label, ia[w], d2[w], cc[ib[w]])
+            for ia, d2, cluster in self._pairs_within(lab, pts, lab.own == pass_own, eps * eps):
+                _keep_closest(xp, best, label, ia, d2, cluster)
         found = xp.isfinite(best)
         label = xp.where(found, label, -1)
         is_core = best == 0.0
         out_label = np.empty(nq, dtype=np.int64)
         out_core = np.empty(nq, dtype=bool)
-        qo = _to_host(qg.order)
+        qo = _to_host(lab.qg.order)
         out_label[qo] = _to_host(label)
         out_core[qo] = _to_host(is_core)
         return out_label, out_core
+
+    # ----------------------------------------------------------------- border_candidates
+
+    def border_candidates(
+        self, q: np.ndarray, cores: np.ndarray, components: np.ndarray, eps: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each query point: the smallest component among its closest core points within
+        eps (-1 when none), and the ``(query, component)`` pairs of the queries whose closest
+        core points belong to two or more components: the CPU kernel's
+        :func:`~spark_clustering.backends.cpu.dbscan_kernel.border_candidates` (only the
+        order of the pairs may differ)."""
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        nq = q.shape[0]
+        empty = np.empty(0, dtype=np.int64)
+        if nq == 0 or cores.shape[0] == 0:
+            return np.full(nq, -1, dtype=np.int64), empty, empty
+        cores = np.ascontiguousarray(cores, dtype=np.float64)
+        lab = self._labelling(q, cores, components, eps)
+        if isinstance(lab, str):
+            log.info("dbscan grid kernel: border labelling runs on the CPU kernel (%s)", lab)
+            return cpu_border_candidates(q, cores, components, eps)
+        xp = self.xp
+        parts = []
+        all_queries = xp.arange(nq, dtype=xp.int64)
+        for ia, d2, comp in self._pairs_within(lab, all_queries, lab.qa >= 0, eps * eps):
+            parts.append(_closest_components(xp, ia, d2, comp))  # a few rows per query
+        label = xp.full(nq, -1, dtype=xp.int64)
+        tie_q = tie_c = xp.zeros(0, dtype=xp.int64)
+        if parts:
+            qq, _, cc = _closest_components(
+                xp, *(xp.concatenate([p[k] for p in parts]) for k in range(3))
+            )
+            # rows sorted by query, then component: each query's first is its smallest
+            first = xp.concatenate([xp.ones(min(1, qq.shape[0]), dtype=bool), qq[1:] != qq[:-1]])
+            label[qq[first]] = cc[first]
+            n_of = xp.bincount(qq, minlength=nq)
+            tied = n_of[qq] > 1
+            tie_q, tie_c = qq[tied], cc[tied]
+        qo = _to_host(lab.qg.order)
+        out = np.empty(nq, dtype=np.int64)
+        out[qo] = _to_host(label)
+        return out, qo[_to_host(tie_q)], _to_host(tie_c)
+
+
+@dataclass
+class _Labelling:
+    """A labelling's grids on the device: sorted queries and core points (with the core
+    points' ids), their neighbouring cell pairs, and the pair batch size."""
+
+    qg: SortedPoints
+    cg: SortedPoints
+    cc: Any  # the core points' ids (cluster or component), in their sorted order
+    qa: Any  # query cell of each cell pair
+    cb: Any  # core cell of each cell pair
+    own: Any  # whether the pair is a cell with itself
+    c_len: Any  # core points per core cell
+    batch: int
+
+
+def _closest_components(xp: Any, q: Any, d2: Any, comp: Any) -> tuple[Any, Any, Any]:
+    """Of (query, squared distance, component) rows: those at their query's smallest distance,
+    one per (query, component), sorted by query then component."""
+    if not q.shape[0]:
+        return q, d2, comp
+    order = xp.lexsort(xp.stack([comp, d2.view(xp.int64), q]))  # d2 >= 0: bits sort as values
+    q, d2, comp = q[order], d2[order], comp[order]
+    first = xp.concatenate([xp.ones(1, dtype=bool), q[1:] != q[:-1]])
+    run = xp.cumsum(first.astype(xp.int64)) - 1
+    closest = d2 == d2[xp.flatnonzero(first)][run]
+    q, d2, comp = q[closest], d2[closest], comp[closest]
+    distinct = xp.concatenate([xp.ones(1, dtype=bool), (q[1:] != q[:-1]) | (comp[1:] != comp[:-1])])
+    return q[distinct], d2[distinct], comp[distinct]
 
 
 GRID_KERNEL = GridKernel()
