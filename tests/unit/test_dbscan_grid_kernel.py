@@ -65,8 +65,7 @@ def test_fit_cores_is_the_cpu_kernels_and_skips_the_halo_links(name, x, eps, mon
         GridKernel, "_fit", lambda self, *a: runs.append(a[-1]) or real_fit(self, *a)
     )
     core_index, core_component = NUMPY_KERNEL.fit_cores(x, home, eps, MIN_POINTS)
-    on_cpu = isinstance(NUMPY_KERNEL._setup(np.asarray(x, dtype=np.float64), eps), str)
-    assert runs == ([] if on_cpu else [False])  # the grid without its halo pass, or the CPU's
+    assert runs == [False]  # on the grid (every case: none falls back), without its halo pass
     np.testing.assert_array_equal(core_index, want[0])
     np.testing.assert_array_equal(core_component, want[1])
     np.testing.assert_array_equal(core_index, full.core_index)
@@ -210,6 +209,53 @@ def test_high_dimensions_run_on_the_cpu_kernel(caplog):
         res = NUMPY_KERNEL.fit_region(x, home, EPS, MIN_POINTS)
     assert "10 dims" in caplog.text
     assert_same_region(res, CPU_KERNEL.fit_region(x, home, EPS, MIN_POINTS))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+def test_compressed_keys_find_exactly_the_cells_at_each_offset(d):
+    # occupied cells in clumps separated by gaps of every width, some astronomically wide: a
+    # cell plus an offset has a key among the cells' keys exactly when that cell exists
+    rng = np.random.default_rng(d)
+    clumps = rng.integers(-3, 4, (60, d)) + rng.choice([0, 2, 4, 5, 7, 10**6, 10**15], (60, d))
+    cells = np.unique(np.concatenate([clumps, clumps[:20] + 1]), axis=0)
+    queries = np.unique(np.concatenate([cells[::3], cells[:10] - 3]), axis=0)
+    offsets = neighbour_offsets(d)
+    margin = int(np.abs(offsets).max())
+    space = grid_kernel.KeySpace.fit(np, [queries, cells], margin)
+    assert space is not None  # the real extent (2e15 per dimension) would overflow
+    keys = space.keys(np, cells)
+    assert np.all(np.diff(keys) > 0)  # lexicographic order kept, all distinct
+    q_keys = space.keys(np, queries)
+    present = {tuple(c) for c in cells.tolist()}
+    for q, qk in zip(queries.tolist(), q_keys.tolist(), strict=True):
+        for o, ok in zip(offsets.tolist(), space.offset_keys(offsets).tolist(), strict=True):
+            target = tuple(a + b for a, b in zip(q, o, strict=True))
+            assert (qk + ok in set(keys.tolist())) == (target in present), (q, o)
+
+
+def test_a_far_outlier_keeps_the_box_on_the_grid(caplog):
+    # one point 1e9 away from a 3-D blob: a box at the data's edge; its key range follows
+    # the occupied cells, so the box is not handed to the CPU kernel
+    x = np.concatenate([np.random.default_rng(0).normal(0, 1.0, (2000, 3)), [[1e9, -1e9, 1e9]]])
+    home = np.ones(x.shape[0], dtype=bool)
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        res = NUMPY_KERNEL.fit_region(x, home, 0.2, 5)
+        labels = NUMPY_KERNEL.nearest_core(x, x[res.core_index], res.core_component, 0.2)
+    assert caplog.text == ""
+    assert_same_region(res, CPU_KERNEL.fit_region(x, home, 0.2, 5))
+    want = CPU_KERNEL.nearest_core(x, x[res.core_index], res.core_component, 0.2)
+    np.testing.assert_array_equal(labels[0], want[0])
+
+
+def test_keys_past_int64_run_on_the_cpu_kernel(caplog):
+    # 5-D points each in its own far cell: ~(distinct cells x 4) per dimension, to the 5th
+    x = np.random.default_rng(1).uniform(0, 1e6, (20000, 5))
+    assert grid_kernel.KeySpace.fit(np, [np.floor(x / 0.01).astype(np.int64)], 3) is None
+    home = np.ones(x.shape[0], dtype=bool)
+    with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
+        got = NUMPY_KERNEL.fit_cores(x, home, 0.02, 2)
+    assert "too large for int64 cell keys" in caplog.text
+    assert got[0].size == 0
 
 
 def test_neighbour_offsets_follow_the_cpu_bound():

@@ -45,6 +45,7 @@ def test_dry_run_checks_parity_and_writes_the_report(tmp_path):
     assert len(one_pass) == 3 and all("| exact |" in r for r in one_pass), report
     assert re.search(r"^\| time-20k-grid \| 20000 \| .* \| yes \|", report, re.M), report
     assert re.search(r"^\| region-20k-grid \| \d+ \| .* \| yes \|", report, re.M), report
+    assert '"same_neighbours": 1.0' in report  # UMAP's device k-NN code, run on numpy
     assert "FAILED" not in report and "DIFFERS" not in report
     assert "=== parity" in (tmp_path / "gpu-check.log").read_text()
 

@@ -8,6 +8,8 @@ itself needs one:
 1. points sorted by cell (the CPU kernel's order: cells lexicographically, ties by row);
 2. each cell's neighbour cells found by adding precomputed key offsets to a linear cell key and
    looking the keys up with ``searchsorted`` (the offsets are those of the CPU kernel's bound);
+   the key is built on gap-compressed coordinates (:class:`KeySpace`), so a box with far
+   outliers keeps small keys;
 3. every (point, candidate) pair of neighbouring cells expanded in memory-bounded batches and
    compared exactly: the squared distance summed dimension by dimension in float64, one array
    operation per step (no fused multiply-add), ``<= eps * eps``, as the CPU kernel and
@@ -117,30 +119,51 @@ def offset_tiers(offsets: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class KeySpace:
-    """Linear cell keys: ``key(c) = sum((c_j - low_j + r) * stride_j)``, order-preserving."""
+    """Linear cell keys over gap-compressed coordinates, order-preserving.
 
-    low: np.ndarray  # (d,) int64, smallest cell coordinate per dimension
+    Per dimension, the occupied cell coordinates are mapped to ``f(c)``: the distinct ones in
+    order, each gap wider than ``margin + 1`` shrunk to ``margin + 1``. Two occupied
+    coordinates then differ by at most ``margin`` after the map exactly when they did before,
+    and by the same amount, so ``key(a) + offset_key(o) == key(b)`` exactly when ``b = a + o``
+    for every offset with ``|o_j| <= margin``, while the keys of a box with a few far outliers
+    stay small (its key range follows the occupied cells, not the box's extent). The key is
+    ``sum((f_j(c_j) + margin) * stride_j)``.
+    """
+
+    coords: tuple[Any, ...]  # per dimension: the distinct occupied coordinates, sorted
+    mapped: tuple[Any, ...]  # ... and their compressed values
     strides: np.ndarray  # (d,) int64
     margin: int  # r: every neighbour offset stays inside the key's box
 
     @staticmethod
-    def fit(low: np.ndarray, high: np.ndarray, margin: int) -> KeySpace | None:
-        """The key space of cells in ``[low, high]``, or None when keys would overflow int64."""
-        extent = [int(h) - int(lo) + 1 + 2 * margin for lo, h in zip(low, high, strict=True)]
-        strides = [1] * len(extent)
+    def fit(xp: Any, cell_sets: list[Any], margin: int) -> KeySpace | None:
+        """The key space of the cells (rows of integer coordinates) of ``cell_sets``, or None
+        when its keys would overflow int64."""
+        d = int(cell_sets[0].shape[1])
+        coords, mapped, extent = [], [], []
+        for j in range(d):
+            u = xp.unique(xp.concatenate([c[:, j] for c in cell_sets]))
+            gaps = xp.minimum(u[1:] - u[:-1], margin + 1)
+            f = xp.concatenate([xp.zeros(1, dtype=xp.int64), xp.cumsum(gaps)])
+            coords.append(u)
+            mapped.append(f)
+            extent.append(int(f[-1]) + 1 + 2 * margin)
+        strides = [1] * d
         total = 1
-        for j in range(len(extent) - 1, -1, -1):
+        for j in range(d - 1, -1, -1):
             strides[j] = total
             total *= extent[j]
         if total >= 1 << 62:
             return None
-        return KeySpace(np.asarray(low, np.int64), np.asarray(strides, np.int64), margin)
+        return KeySpace(tuple(coords), tuple(mapped), np.asarray(strides, np.int64), margin)
 
     def keys(self, xp: Any, cells: Any) -> Any:
+        """The keys of ``cells``, which must be among the cells the space was fitted on."""
         # a sum of integer products, not a matmul: exact in int64 on every array module
         key = xp.zeros(cells.shape[0], dtype=xp.int64)
         for j, stride in enumerate(self.strides.tolist()):
-            key = key + (cells[:, j] - int(self.low[j] - self.margin)) * stride
+            f = self.mapped[j][xp.searchsorted(self.coords[j], cells[:, j])]
+            key = key + (f + self.margin) * stride
         return key
 
     def offset_keys(self, offsets: np.ndarray) -> np.ndarray:
@@ -373,11 +396,11 @@ class GridKernel:
         if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return RegionResult(empty, empty, empty, empty)
-        setup = self._setup(x, eps)
-        if isinstance(setup, str):
-            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", setup)
+        res = self._region(x, home, eps, min_points, halo_links=True)
+        if isinstance(res, str):
+            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", res)
             return CPU_KERNEL.fit_region(x, home, eps, min_points)
-        return self._fit(x, np.asarray(home, dtype=bool), eps, int(min_points), *setup, True)
+        return res
 
     def fit_cores(
         self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int
@@ -388,55 +411,49 @@ class GridKernel:
         if x.shape[0] == 0:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty
-        setup = self._setup(x, eps)
-        if isinstance(setup, str):
-            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", setup)
+        res = self._region(x, home, eps, min_points, halo_links=False)
+        if isinstance(res, str):
+            log.info("dbscan grid kernel: region runs on the CPU kernel (%s)", res)
             return CPU_KERNEL.fit_cores(x, home, eps, min_points)
-        res = self._fit(x, np.asarray(home, dtype=bool), eps, int(min_points), *setup, False)
         return res.core_index, res.core_component
 
-    def _setup(
-        self, x: np.ndarray, eps: float
-    ) -> tuple[float, np.ndarray, np.ndarray, KeySpace, int] | str:
-        """The grid of a region (cell side, origin, neighbour offsets, key space) and the pair
-        batch size, or why the region runs on the CPU kernel."""
+    def _region(
+        self, x: np.ndarray, home: np.ndarray, eps: float, min_points: int, halo_links: bool
+    ) -> RegionResult | str:
+        """The region's result on the grid, or why it runs on the CPU kernel."""
         d = x.shape[1]
         ok, batch, why = self.plan(x.shape[0], d)
         if not ok:
             return why
-        side = cell_side(eps, d)
-        origin = x.min(axis=0)
-        low = np.floor((x.min(axis=0) - origin) / side).astype(np.int64)
-        high = np.floor((x.max(axis=0) - origin) / side).astype(np.int64)
+        xp = self.xp
+        g = sort_by_cell(xp, xp.asarray(x), cell_side(eps, d), xp.asarray(x.min(axis=0)))
         offsets = neighbour_offsets(d)
-        space = KeySpace.fit(low, high, int(np.abs(offsets).max(initial=0)))
+        space = KeySpace.fit(xp, [g.cells], int(np.abs(offsets).max(initial=0)))
         if space is None:
             return f"the grid of {d} dims is too large for int64 cell keys"
-        return side, origin, offsets, space, batch
+        home_sorted = xp.asarray(np.asarray(home, dtype=bool))[g.order]
+        return self._fit(g, home_sorted, eps, int(min_points), offsets, space, batch, halo_links)
 
     def _fit(
         self,
-        x_host: np.ndarray,
-        home_host: np.ndarray,
+        g: SortedPoints,
+        hs: Any,
         eps: float,
         min_pts: int,
-        side: float,
-        origin: np.ndarray,
         offsets: np.ndarray,
         space: KeySpace,
         batch: int,
         halo_links: bool,
     ) -> RegionResult:
+        """The region's result from its points sorted by cell (``g``) and their home flags in
+        that order (``hs``)."""
         xp = self.xp
         eps2 = eps * eps
-        x = xp.asarray(x_host)
-        g = sort_by_cell(xp, x, side, xp.asarray(origin))
-        xs, n = g.xs, x_host.shape[0]
-        hs = xp.asarray(home_host)[g.order]
+        xs, n = g.xs, int(g.xs.shape[0])
         n_cells = int(g.cells.shape[0])
         size = g.ends - g.starts
         ca, cb, tier = cell_pairs(xp, space, g.cells, g.cells, offsets)
-        d = int(x_host.shape[1])
+        d = int(g.xs.shape[1])
         far = tier > d
 
         # 1. core flags: cells of min_pts points are all core (their diagonal is below eps);
@@ -555,21 +572,15 @@ class GridKernel:
         if not ok:
             return why
         side = cell_side(eps, d)
-        origin = cores.min(axis=0)
         offsets = neighbour_offsets(d)
-        lo_q = np.floor((q.min(axis=0) - origin) / side).astype(np.int64)
-        hi_q = np.floor((q.max(axis=0) - origin) / side).astype(np.int64)
-        hi_c = np.floor((cores.max(axis=0) - origin) / side).astype(np.int64)
-        space = KeySpace.fit(
-            np.minimum(lo_q, 0), np.maximum(hi_q, hi_c), int(np.abs(offsets).max(initial=0))
-        )
+        xp = self.xp
+        o = xp.asarray(cores.min(axis=0))
+        cg = sort_by_cell(xp, xp.asarray(cores), side, o)
+        qg = sort_by_cell(xp, xp.asarray(q), side, o)
+        space = KeySpace.fit(xp, [qg.cells, cg.cells], int(np.abs(offsets).max(initial=0)))
         if space is None:
             return f"the grid of {d} dims is too large for int64 cell keys"
-        xp = self.xp
-        o = xp.asarray(origin)
-        cg = sort_by_cell(xp, xp.asarray(cores), side, o)
         cc = xp.asarray(np.asarray(ids, dtype=np.int64))[cg.order]
-        qg = sort_by_cell(xp, xp.asarray(q), side, o)
         qa, cb, _ = cell_pairs(xp, space, qg.cells, cg.cells, offsets)
         own = space.keys(xp, qg.cells)[qa] == space.keys(xp, cg.cells)[cb]
         return _Labelling(qg, cg, cc, qa, cb, own, cg.ends - cg.starts, batch)

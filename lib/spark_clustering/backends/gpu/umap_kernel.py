@@ -14,6 +14,7 @@ backend can be saved, loaded and applied on the other.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -48,24 +49,32 @@ def refine_neighbours(
 
 
 def cupy_knn(
-    prepared: dict[str, Any], queries: np.ndarray, k: int, metric: str
+    prepared: dict[str, Any], queries: np.ndarray, k: int, metric: str, xp: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest training points on the GPU: (indices, distances), sorted, as numpy."""
-    import cupy as cp
+    """Exact k nearest training points on the GPU: (indices, distances), sorted, as numpy.
 
-    train = prepared.get("_device_train")
-    if train is None:
-        train = cp.asarray(prepared["train"])
-        prepared["_device_train"] = train
-        prepared["_device_sqnorm"] = (train * train).sum(axis=1)
-    sq = prepared["_device_sqnorm"]
+    ``xp`` is the array module: CuPy (default) or numpy, which runs the same code on the host
+    for the tests. Candidates come from ``|t|^2 - 2 q.t`` on the device; their exact distances
+    are recomputed from differences on the host (:func:`refine_neighbours`).
+    """
+    if xp is None:
+        xp = importlib.import_module("cupy")
+    kk = min(int(k), len(prepared["train"]))
     q_all = as_queries(queries, metric)
+    if kk == 0 or len(q_all) == 0:
+        empty = np.empty((len(q_all), kk))
+        return empty.astype(np.int64), empty
+    key = f"_train_{xp.__name__}"  # the training points on this array module, kept
+    if key not in prepared:
+        train = xp.asarray(prepared["train"])
+        prepared[key] = (train, (train * train).sum(axis=1))
+    train, sq = prepared[key]
     idx_parts = []
     for start in range(0, len(q_all), _QUERY_BLOCK):
-        q = cp.asarray(q_all[start : start + _QUERY_BLOCK])
+        q = xp.asarray(q_all[start : start + _QUERY_BLOCK])
         cand = sq[None, :] - 2.0 * (q @ train.T)
-        part = cp.argpartition(cand, k - 1, axis=1)[:, :k]
-        idx_parts.append(cp.asnumpy(part))
+        part = xp.argpartition(cand, kk - 1, axis=1)[:, :kk]
+        idx_parts.append(part.get() if hasattr(part, "get") else np.asarray(part))
     idx = np.concatenate(idx_parts).astype(np.int64)
     return refine_neighbours(prepared, q_all, idx, metric)
 
