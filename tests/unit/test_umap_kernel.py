@@ -9,13 +9,27 @@ from sklearn.neighbors import NearestNeighbors
 from spark_clustering.backends.cpu import umap_kernel as K
 
 
+def _gpu_knn_on_numpy(prepared, queries, k, metric):
+    """The GPU backend's transform k-NN with numpy as its array module: the device code path,
+    several query blocks."""
+    from spark_clustering.backends.gpu import umap_kernel as G
+
+    block = G._QUERY_BLOCK
+    G._QUERY_BLOCK = 32
+    try:
+        return G.cupy_knn(prepared, queries, k, metric, xp=np)
+    finally:
+        G._QUERY_BLOCK = block
+
+
+@pytest.mark.parametrize("knn", [K.exact_knn, _gpu_knn_on_numpy], ids=["cpu", "gpu-code-on-numpy"])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_exact_knn_equals_sklearn_brute_force(metric):
+def test_exact_knn_equals_sklearn_brute_force(metric, knn):
     rng = np.random.default_rng(0)
     train = rng.normal(size=(700, 6)) + 40.0  # an offset: the search centres the data
     queries = rng.normal(size=(90, 6)) + 40.0
     prepared = K.prepare_training(train, metric)
-    idx, dist = K.exact_knn(prepared, queries, 7, metric)
+    idx, dist = knn(prepared, queries, 7, metric)
     ref_d, ref_i = (
         NearestNeighbors(n_neighbors=7, metric=metric, algorithm="brute")
         .fit(train)
@@ -117,28 +131,10 @@ def test_point_seeds_ignore_the_sign_of_zero():
     assert K.point_seeds(x, 1)[0] == K.point_seeds(np.array([[0.0, 1.0]]), 1)[0]
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_gpu_knn_on_numpy_equals_sklearn_brute_force(metric, monkeypatch):
-    # the GPU backend's transform k-NN, its array module set to numpy: the device code path
-    from spark_clustering.backends.gpu import umap_kernel as G
-
-    monkeypatch.setattr(G, "_QUERY_BLOCK", 32)  # several query blocks
+def test_gpu_knn_caps_k_at_the_sample_size_as_the_cpu_kernel_does():
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(700, 6)) + 40.0
-    queries = rng.normal(size=(90, 6)) + 40.0
-    prepared = K.prepare_training(train, metric)
-    idx, dist = G.cupy_knn(prepared, queries, 7, metric, xp=np)
-    ref_d, ref_i = (
-        NearestNeighbors(n_neighbors=7, metric=metric, algorithm="brute")
-        .fit(train)
-        .kneighbors(queries)
-    )
-    np.testing.assert_array_equal(idx, ref_i)
-    np.testing.assert_allclose(dist, ref_d, rtol=1e-9, atol=1e-12)
-    cpu_idx, cpu_dist = K.exact_knn(prepared, queries, 7, metric)
-    np.testing.assert_array_equal(idx, cpu_idx)
-    np.testing.assert_allclose(dist, cpu_dist, rtol=1e-12, atol=1e-12)
-    # k above the training size is capped, as the CPU kernel caps it
-    few = K.prepare_training(train[:5], metric)
-    idx5, _ = G.cupy_knn(few, queries, 7, metric, xp=np)
-    assert idx5.shape == (90, 5) and all(sorted(r) == list(range(5)) for r in idx5.tolist())
+    few = K.prepare_training(rng.normal(size=(5, 6)), "euclidean")
+    queries = rng.normal(size=(90, 6))
+    idx, _ = _gpu_knn_on_numpy(few, queries, 7, "euclidean")
+    assert idx.shape == (90, 5) and all(sorted(r) == list(range(5)) for r in idx.tolist())
+    np.testing.assert_array_equal(idx, K.exact_knn(few, queries, 7, "euclidean")[0])
