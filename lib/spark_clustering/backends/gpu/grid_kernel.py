@@ -560,7 +560,7 @@ class GridKernel:
             edge_component=np.searchsorted(roots, _to_host(e_r)).astype(np.int64),
         )
 
-    # ----------------------------------------------------------------- nearest_core
+    # ----------------------------------------------------------------- labelling grids
 
     def _labelling(
         self, q: np.ndarray, cores: np.ndarray, ids: np.ndarray, eps: float
