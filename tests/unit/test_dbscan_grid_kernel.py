@@ -176,6 +176,26 @@ def test_border_candidates_of_nothing_and_on_the_cpu_kernel(caplog):
     assert "border labelling runs on the CPU kernel" in caplog.text
 
 
+@pytest.mark.parametrize("d", [2, 5])
+@pytest.mark.parametrize("min_points", [1, 2, 50])
+@pytest.mark.parametrize("eps", [0.05, 1.0])
+def test_other_min_points_and_eps_are_the_cpu_kernels(d, min_points, eps):
+    # minPoints 1 (every point core), 2, and more than most cells hold; eps far below and
+    # above the data set's own
+    x = parity_dataset(d)
+    home = np.random.default_rng(0).random(x.shape[0]) < 0.7
+    assert_same_region(
+        NUMPY_KERNEL.fit_region(x, home, eps, min_points),
+        CPU_KERNEL.fit_region(x, home, eps, min_points),
+    )
+    cores, comps = CPU_KERNEL.fit_cores(x, home, eps, min_points)
+    q = x + np.random.default_rng(1).normal(0, eps / 2, x.shape)
+    got = NUMPY_KERNEL.border_candidates(q, x[cores], comps, eps)
+    want = border_candidates(q, x[cores], comps, eps)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert _pairs(got[1], got[2]) == _pairs(want[1], want[2])
+
+
 def test_small_batches_give_the_same_result(monkeypatch):
     x = parity_dataset(3)
     home = np.random.default_rng(4).random(x.shape[0]) < 0.8
