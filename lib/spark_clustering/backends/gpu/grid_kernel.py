@@ -81,9 +81,14 @@ def _scatter_min(xp: Any, a: Any, idx: Any, values: Any) -> None:
         return
     order = xp.lexsort(xp.stack([values, idx]))
     idx, values = idx[order], values[order]
-    first = xp.concatenate([xp.ones(1, dtype=bool), idx[1:] != idx[:-1]])
+    first = _run_starts(xp, idx)
     idx, values = idx[first], values[first]
     a[idx] = xp.minimum(a[idx], values)
+
+
+def _run_starts(xp: Any, keys: Any) -> Any:
+    """For sorted ``keys``: whether each is the first of its run of equal keys."""
+    return xp.concatenate([xp.ones(min(1, keys.shape[0]), dtype=bool), keys[1:] != keys[:-1]])
 
 
 def _to_host(a: Any) -> np.ndarray:
@@ -308,12 +313,26 @@ def _merge_components(xp: Any, label: Any, u: Any, v: Any) -> Any:
     return label
 
 
+def _closest_components(xp: Any, q: Any, d2: Any, comp: Any) -> tuple[Any, Any, Any]:
+    """Of (query, squared distance, component) rows: those at their query's smallest distance,
+    one per (query, component), sorted by query then component."""
+    if not q.shape[0]:
+        return q, d2, comp
+    order = xp.lexsort(xp.stack([comp, d2.view(xp.int64), q]))  # d2 >= 0: bits sort as values
+    q, d2, comp = q[order], d2[order], comp[order]
+    first = _run_starts(xp, q)
+    run = xp.cumsum(first.astype(xp.int64)) - 1
+    closest = d2 == d2[xp.flatnonzero(first)][run]
+    q, d2, comp = q[closest], d2[closest], comp[closest]
+    distinct = _run_starts(xp, q) | _run_starts(xp, comp)
+    return q[distinct], d2[distinct], comp[distinct]
+
+
 def _keep_closest(xp: Any, best: Any, label: Any, q: Any, d2: Any, cluster: Any) -> None:
     """Fold candidate (query, squared distance, cluster) triples into each query's closest
     core point so far, ties to the smaller cluster id; ``best`` and ``label`` in place."""
-    order = xp.lexsort(xp.stack([cluster, d2.view(xp.int64), q]))  # d2 >= 0: bits sort as values
-    q, d2, cluster = q[order], d2[order], cluster[order]
-    first = xp.concatenate([xp.ones(min(1, q.shape[0]), dtype=bool), q[1:] != q[:-1]])
+    q, d2, cluster = _closest_components(xp, q, d2, cluster)
+    first = _run_starts(xp, q)  # by query, then cluster: the smallest of the closest
     q, d2, cluster = q[first], d2[first], cluster[first]
     better = (d2 < best[q]) | ((d2 == best[q]) & (cluster < label[q]))
     best[q[better]] = d2[better]
@@ -677,7 +696,7 @@ class GridKernel:
                 xp, *(xp.concatenate([p[k] for p in parts]) for k in range(3))
             )
             # rows sorted by query, then component: each query's first is its smallest
-            first = xp.concatenate([xp.ones(min(1, qq.shape[0]), dtype=bool), qq[1:] != qq[:-1]])
+            first = _run_starts(xp, qq)
             label[qq[first]] = cc[first]
             n_of = xp.bincount(qq, minlength=nq)
             tied = n_of[qq] > 1
@@ -701,21 +720,6 @@ class _Labelling:
     own: Any  # whether the pair is a cell with itself
     c_len: Any  # core points per core cell
     batch: int
-
-
-def _closest_components(xp: Any, q: Any, d2: Any, comp: Any) -> tuple[Any, Any, Any]:
-    """Of (query, squared distance, component) rows: those at their query's smallest distance,
-    one per (query, component), sorted by query then component."""
-    if not q.shape[0]:
-        return q, d2, comp
-    order = xp.lexsort(xp.stack([comp, d2.view(xp.int64), q]))  # d2 >= 0: bits sort as values
-    q, d2, comp = q[order], d2[order], comp[order]
-    first = xp.concatenate([xp.ones(1, dtype=bool), q[1:] != q[:-1]])
-    run = xp.cumsum(first.astype(xp.int64)) - 1
-    closest = d2 == d2[xp.flatnonzero(first)][run]
-    q, d2, comp = q[closest], d2[closest], comp[closest]
-    distinct = xp.concatenate([xp.ones(1, dtype=bool), (q[1:] != q[:-1]) | (comp[1:] != comp[:-1])])
-    return q[distinct], d2[distinct], comp[distinct]
 
 
 GRID_KERNEL = GridKernel()
