@@ -170,7 +170,7 @@ def _parity_cases() -> list[tuple[str, np.ndarray, float, int]]:
 
 
 def step_parity(xp_name: str) -> dict[str, Any]:
-    from dbscan_data import assert_same_region, sklearn_reference
+    from dbscan_data import assert_same_border, assert_same_region, sklearn_reference
     from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL, border_candidates
     from spark_clustering.backends.gpu.grid_kernel import GridKernel
 
@@ -197,12 +197,10 @@ def step_parity(xp_name: str) -> dict[str, Any]:
             # and the border pass that labels the region's other home points, ties included
             border_q = x + np.random.default_rng(7).normal(0, eps / 2, x.shape)
             border_args = (x[want_cores[0]], want_cores[1], eps)
-            got_b = kernel.border_candidates(border_q, *border_args)
-            want_b = border_candidates(border_q, *border_args)
-            np.testing.assert_array_equal(got_b[0], want_b[0], err_msg="border labels differ")
-            assert sorted(zip(got_b[1].tolist(), got_b[2].tolist(), strict=True)) == sorted(
-                zip(want_b[1].tolist(), want_b[2].tolist(), strict=True)
-            ), "border ties differ"
+            assert_same_border(
+                kernel.border_candidates(border_q, *border_args),
+                border_candidates(border_q, *border_args),
+            )
             everything = np.ones(x.shape[0], dtype=bool)
             res = kernel.fit_region(x, everything, eps, min_pts)
             assert_same_region(res, CPU_KERNEL.fit_region(x, everything, eps, min_pts))
@@ -287,6 +285,22 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _watch_kernel_log() -> list[str]:
+    """From now on, keep what the package logs: a region the grid kernel hands to the CPU
+    kernel says so in one line, so a fall-back is never reported as a GPU timing. Returns the
+    list the messages go to (see :func:`_kernel_result`)."""
+    handler = _Collect()
+    logging.getLogger("spark_clustering").addHandler(handler)
+    logging.getLogger("spark_clustering").setLevel(logging.INFO)
+    return handler.messages
+
+
+def _kernel_result(out: dict[str, Any], messages: list[str]) -> dict[str, Any]:
+    """A timing step's result with the kernel's log; not ok when a region fell back."""
+    fell_back = any("runs on the CPU kernel" in m for m in messages)
+    return {**out, "kernel_log": messages, "ok": not fell_back}
+
+
 def step_time(n: int, which: str) -> dict[str, Any]:
     x = timing_data(n)
     home = np.ones(n, dtype=bool)
@@ -311,12 +325,7 @@ def step_time(n: int, which: str) -> dict[str, Any]:
 
         kernel = GridKernel(xp=_array_module(which))
     kernel.fit_cores(warm, home[: warm.shape[0]], EPS_3D, MIN_POINTS_3D)  # compile, warm up
-    # a region the grid kernel hands to the CPU kernel says so in one log line: keep it, so a
-    # fall-back is never reported as a GPU timing
-    handler = _Collect()
-    records = handler.messages
-    logging.getLogger("spark_clustering").addHandler(handler)
-    logging.getLogger("spark_clustering").setLevel(logging.INFO)
+    records = _watch_kernel_log()
     pool = None
     if which == "cupy":
         import cupy
@@ -333,9 +342,7 @@ def step_time(n: int, which: str) -> dict[str, Any]:
     out["core"] = int(core_index.shape[0])
     out["clusters"] = int(core_component.max(initial=-1)) + 1
     out["digest"] = _digest(core_index, core_component)
-    out["kernel_log"] = records
-    fell_back = any("runs on the CPU kernel" in r for r in records)
-    return {**out, "ok": not fell_back}
+    return _kernel_result(out, records)
 
 
 def step_region(n: int, which: str) -> dict[str, Any]:
@@ -359,18 +366,14 @@ def step_region(n: int, which: str) -> dict[str, Any]:
     warm = slice(None, None, max(1, x.shape[0] // 5000))
     args = (EPS_3D, MIN_POINTS_3D)
     fit_label_region(kernel, x[warm], home_region[warm], key[warm], 0, lo, hi, *args)
-    handler = _Collect()
-    logging.getLogger("spark_clustering").addHandler(handler)
-    logging.getLogger("spark_clustering").setLevel(logging.INFO)
+    records = _watch_kernel_log()
     t0 = time.perf_counter()
     res = fit_label_region(kernel, x, home_region, key, 0, lo, hi, *args)
     out["seconds"] = time.perf_counter() - t0
     out["core"] = int(res.home_core.sum())
     out["clusters"] = int(res.comp_id.shape[0])
     out["digest"] = _digest(res.home_label, res.home_core.astype(np.int64))
-    out["kernel_log"] = handler.messages
-    fell_back = any("runs on the CPU kernel" in r for r in handler.messages)
-    return {**out, "ok": not fell_back}
+    return _kernel_result(out, records)
 
 
 def step_umap(xp_name: str) -> dict[str, Any]:

@@ -76,14 +76,25 @@ def assert_same_clustering(
     assert np.all(ref_labels[border] >= 0)
 
 
+def pairs(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """The (a[i], b[i]) pairs, sorted: a set of pairs whose order is free, compared as a list."""
+    return sorted(zip(a.tolist(), b.tolist(), strict=True))
+
+
 def assert_same_region(ours: Any, cpu: Any) -> None:
     """Field for field the CPU kernel's result; the halo links as a set (their order is free)."""
     np.testing.assert_array_equal(ours.core_index, cpu.core_index, err_msg="core points")
     np.testing.assert_array_equal(ours.core_component, cpu.core_component, err_msg="components")
-    a = sorted(zip(ours.edge_halo_index.tolist(), ours.edge_component.tolist(), strict=True))
-    b = sorted(zip(cpu.edge_halo_index.tolist(), cpu.edge_component.tolist(), strict=True))
-    assert a == b, "halo links differ"
+    a = pairs(ours.edge_halo_index, ours.edge_component)
+    assert a == pairs(cpu.edge_halo_index, cpu.edge_component), "halo links differ"
     assert len(set(a)) == len(a), "a halo link is repeated"
+
+
+def assert_same_border(ours: tuple, cpu: tuple) -> None:
+    """A border pass's result ``(label, tie query, tie component)`` is the CPU one's: the same
+    labels, the same ties as a set (their order is free)."""
+    np.testing.assert_array_equal(ours[0], cpu[0], err_msg="border labels differ")
+    assert pairs(ours[1], ours[2]) == pairs(cpu[1], cpu[2]), "border ties differ"
 
 
 def one_pass(

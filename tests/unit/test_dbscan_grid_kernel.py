@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dbscan_data import EPS, MIN_POINTS, assert_same_region, parity_dataset, sklearn_reference
+from dbscan_data import (
+    EPS,
+    MIN_POINTS,
+    assert_same_border,
+    assert_same_region,
+    pairs,
+    parity_dataset,
+    sklearn_reference,
+)
 from spark_clustering.backends.cpu.dbscan_kernel import CPU_KERNEL, border_candidates
 from spark_clustering.backends.gpu import dbscan_kernel as gpu_backend
 from spark_clustering.backends.gpu import grid_kernel
@@ -138,10 +146,6 @@ def _border_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float
     return cases
 
 
-def _pairs(q: np.ndarray, c: np.ndarray) -> list[tuple[int, int]]:
-    return sorted(zip(q.tolist(), c.tolist(), strict=True))
-
-
 @pytest.mark.parametrize("batch", [None, 300])
 @pytest.mark.parametrize(
     ("name", "q", "cores", "comps", "eps"), _border_cases(), ids=[c[0] for c in _border_cases()]
@@ -150,9 +154,7 @@ def test_border_candidates_are_the_cpu_kernels(name, q, cores, comps, eps, batch
     if batch is not None:
         monkeypatch.setattr(grid_kernel, "_MAX_BATCH_PAIRS", batch)  # many batches per pass
     want = border_candidates(q, cores, comps, eps)
-    got = NUMPY_KERNEL.border_candidates(q, cores, comps, eps)
-    np.testing.assert_array_equal(got[0], want[0])
-    assert _pairs(got[1], got[2]) == _pairs(want[1], want[2])
+    assert_same_border(NUMPY_KERNEL.border_candidates(q, cores, comps, eps), want)
     if name == "lattice-ties":  # the case is there for its ties: it must have some
         assert len(set(want[1].tolist())) > 20
 
@@ -163,7 +165,7 @@ def test_border_candidates_of_nothing_and_on_the_cpu_kernel(caplog):
     q = np.array([[1.0], [2.2], [9.0]])
     label, tie_q, tie_c = NUMPY_KERNEL.border_candidates(q, cores, comps, 1.0)
     assert label.tolist() == [3, 3, -1]
-    assert _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
+    assert pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
     none = NUMPY_KERNEL.border_candidates(np.empty((0, 1)), cores, comps, 1.0)
     assert [a.size for a in none] == [0, 0, 0]
     assert (
@@ -172,7 +174,7 @@ def test_border_candidates_of_nothing_and_on_the_cpu_kernel(caplog):
     small = GridKernel(xp=np, memory_bytes=1000)
     with caplog.at_level(logging.INFO, logger=grid_kernel.__name__):
         label, tie_q, tie_c = small.border_candidates(q, cores, comps, 1.0)
-    assert label.tolist() == [3, 3, -1] and _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
+    assert label.tolist() == [3, 3, -1] and pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
     assert "border labelling runs on the CPU kernel" in caplog.text
 
 
@@ -190,10 +192,10 @@ def test_other_min_points_and_eps_are_the_cpu_kernels(d, min_points, eps):
     )
     cores, comps = CPU_KERNEL.fit_cores(x, home, eps, min_points)
     q = x + np.random.default_rng(1).normal(0, eps / 2, x.shape)
-    got = NUMPY_KERNEL.border_candidates(q, x[cores], comps, eps)
-    want = border_candidates(q, x[cores], comps, eps)
-    np.testing.assert_array_equal(got[0], want[0])
-    assert _pairs(got[1], got[2]) == _pairs(want[1], want[2])
+    assert_same_border(
+        NUMPY_KERNEL.border_candidates(q, x[cores], comps, eps),
+        border_candidates(q, x[cores], comps, eps),
+    )
 
 
 def test_small_batches_give_the_same_result(monkeypatch):
@@ -351,7 +353,7 @@ def test_gpu_backend_border_pass_is_the_chosen_kernels_or_the_cpus(chosen, monke
     q = np.array([[1.0], [2.2], [9.0]])
     label, tie_q, tie_c = gpu_backend.GPUKernel().border_candidates(q, cores, [5, 3, 3], 1.0)
     assert calls == ([1] if chosen == "grid" else [])  # the CPU kernel has no border method
-    assert label.tolist() == [3, 3, -1] and _pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
+    assert label.tolist() == [3, 3, -1] and pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
 
 
 def test_kernels_import_without_pyspark_or_cupy():

@@ -10,6 +10,7 @@ from dbscan_data import (
     MIN_POINTS,
     assert_same_clustering,
     one_pass,
+    pairs,
     parity_dataset,
     sklearn_reference,
 )
@@ -84,7 +85,7 @@ def test_border_candidates_report_ties():
     q = np.array([[1.0], [2.2], [9.0]])
     label, tie_q, tie_c = border_candidates(q, cores, comps, 1.0)
     assert label.tolist() == [3, 3, -1]
-    assert sorted(zip(tie_q.tolist(), tie_c.tolist(), strict=True)) == [(0, 3), (0, 5)]
+    assert pairs(tie_q, tie_c) == [(0, 3), (0, 5)]
 
 
 def test_skewed_data_stays_balanced():
